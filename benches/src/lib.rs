@@ -1,0 +1,1 @@
+//! Spate benchmark support.

@@ -1,0 +1,1 @@
+//! Spate engine (under construction).

@@ -1,0 +1,1 @@
+//! Spate test support.

@@ -1,0 +1,1 @@
+//! Spate baseline tier (under construction).

@@ -1,0 +1,124 @@
+//! The contract every Spate compiler tier compiles against.
+//!
+//! A tier turns one validated WebAssembly function body into machine code that the runtime can
+//! call, swap and unwind without knowing which tier produced it. This crate holds everything both
+//! sides must agree on, and nothing that generates code:
+//!
+//! * [`vmctx`]: the one definition of the `VMContext` layout and of the structures it points to,
+//!   with the offsets compiled code uses;
+//! * [`abi`]: the calling convention of wasm functions, trampolines and host functions;
+//! * [`trap`]: trap codes and the per-function trap and source-location tables;
+//! * [`libcall`]: the runtime functions compiled code reaches through the libcall table;
+//! * [`module`]: the module-level facts a tier needs (types, functions, tables, memories, globals);
+//! * [`Tier`] / [`FunctionCompiler`]: the interface a tier implements.
+
+pub mod abi;
+pub mod libcall;
+pub mod module;
+pub mod trap;
+pub mod vmctx;
+
+pub use module::ModuleInfo;
+pub use trap::{CompiledFunction, TrapCode, TrapSite};
+
+use wasmparser::{FuncType, FuncValidator, FunctionBody, ValidatorResources};
+
+/// A compile error produced by a tier.
+///
+/// `offset` is the byte offset in the module where the problem was found, when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    /// Human-readable description of the problem.
+    pub message: String,
+    /// Byte offset in the module's binary, if known.
+    pub offset: Option<usize>,
+    /// Whether the error is a validation failure of the input (as opposed to a limitation of the
+    /// tier, such as an operator it does not implement yet).
+    pub kind: CompileErrorKind,
+}
+
+/// What kind of failure a [`CompileError`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileErrorKind {
+    /// The function body is not valid WebAssembly.
+    Invalid,
+    /// The tier does not support something in an otherwise valid body.
+    Unsupported,
+    /// The code generator failed (a bug or an implementation limit).
+    Codegen,
+}
+
+impl CompileError {
+    /// A validation failure at `offset`.
+    pub fn invalid(message: impl Into<String>, offset: usize) -> Self {
+        CompileError { message: message.into(), offset: Some(offset), kind: CompileErrorKind::Invalid }
+    }
+
+    /// An unsupported feature at `offset`.
+    pub fn unsupported(message: impl Into<String>, offset: usize) -> Self {
+        CompileError { message: message.into(), offset: Some(offset), kind: CompileErrorKind::Unsupported }
+    }
+
+    /// A code generator failure.
+    pub fn codegen(message: impl Into<String>) -> Self {
+        CompileError { message: message.into(), offset: None, kind: CompileErrorKind::Codegen }
+    }
+}
+
+impl From<wasmparser::BinaryReaderError> for CompileError {
+    fn from(e: wasmparser::BinaryReaderError) -> Self {
+        CompileError::invalid(e.message().to_string(), e.offset() as usize)
+    }
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(off) => write!(f, "{} (at offset 0x{off:x})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// A compiler tier: a factory of per-thread [`FunctionCompiler`]s.
+///
+/// A tier object is shared by every compile thread; each thread asks it for its own
+/// `FunctionCompiler` once and reuses it for every function it compiles, so compilers may keep
+/// per-thread state (contexts, arenas) without locking.
+pub trait Tier: Send + Sync {
+    /// Short name of the tier, such as `"cranelift"`.
+    fn name(&self) -> &'static str;
+
+    /// A new compiler for use on the calling thread.
+    fn new_compiler(&self) -> Box<dyn FunctionCompiler>;
+}
+
+/// Compiles functions and trampolines on one thread.
+pub trait FunctionCompiler {
+    /// Compiles the body of the function with index `func_index` (in the module's function index
+    /// space, imports included).
+    ///
+    /// When `validator` is given, the compiler feeds it every operator (and the locals) as it
+    /// translates, so validation and translation are one pass; the first validation error is
+    /// returned as a [`CompileErrorKind::Invalid`] error. Without it the body must already be
+    /// known to be valid.
+    fn compile_function(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        validator: Option<&mut FuncValidator<ValidatorResources>>,
+    ) -> Result<CompiledFunction, CompileError>;
+
+    /// A trampoline with the [`abi::HostToWasmTrampoline`] signature for wasm functions of type
+    /// `ty`: it reads the parameters from a [`abi::ValRaw`] array, calls the function and writes
+    /// the results back to the same array.
+    fn host_to_wasm_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError>;
+
+    /// A function with the wasm calling convention for type `ty` whose body spills its
+    /// parameters to a [`abi::ValRaw`] array on its stack, calls the [`abi::HostFunc`] stored at
+    /// offset 0 of its callee context, and returns the results the host wrote into the array.
+    fn wasm_to_host_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError>;
+}

@@ -1,0 +1,68 @@
+//! Runtime functions that compiled code calls through the libcall table
+//! ([`VMContext::libcalls`](crate::vmctx::VMContext::libcalls)).
+//!
+//! Compiled code never embeds a host address: it loads entry `Libcall as usize` of the table and
+//! calls it with the C convention. Every libcall takes the calling instance's `VMContext` first.
+//! Libcalls that can trap do not return when they do: the runtime unwinds to the host entry.
+//!
+//! Integer arguments documented as `u32` are wasm `i32` values passed as 32-bit integers;
+//! references are pointer-sized.
+
+/// The libcalls, in table order.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Libcall {
+    /// `fn(vmctx, delta_pages: u32) -> u32`: `memory.grow` on memory 0; returns the old size in
+    /// pages or `u32::MAX` (-1) on failure.
+    MemoryGrow = 0,
+    /// `fn(vmctx, dst: u32, val: u32, len: u32)`: `memory.fill`; traps out of bounds.
+    MemoryFill,
+    /// `fn(vmctx, dst: u32, src: u32, len: u32)`: `memory.copy`; traps out of bounds.
+    MemoryCopy,
+    /// `fn(vmctx, segment: u32, dst: u32, src: u32, len: u32)`: `memory.init`.
+    MemoryInit,
+    /// `fn(vmctx, segment: u32)`: `data.drop`.
+    DataDrop,
+    /// `fn(vmctx, table: u32, index: u32) -> usize`: `table.get`; traps out of bounds.
+    TableGet,
+    /// `fn(vmctx, table: u32, index: u32, value: usize)`: `table.set`; traps out of bounds.
+    TableSet,
+    /// `fn(vmctx, table: u32, init: usize, delta: u32) -> u32`: `table.grow`; old size or -1.
+    TableGrow,
+    /// `fn(vmctx, table: u32, dst: u32, value: usize, len: u32)`: `table.fill`.
+    TableFill,
+    /// `fn(vmctx, dst_table: u32, src_table: u32, dst: u32, src: u32, len: u32)`: `table.copy`.
+    TableCopy,
+    /// `fn(vmctx, table: u32, segment: u32, dst: u32, src: u32, len: u32)`: `table.init`.
+    TableInit,
+    /// `fn(vmctx, segment: u32)`: `elem.drop`.
+    ElemDrop,
+    /// `fn(vmctx, defined_func_index: u32)`: the function's tier-up budget ran out (at entry or
+    /// at a loop header). The runtime resets the budget and may queue the function for the
+    /// optimizing tier.
+    TierUp,
+    /// `fn(vmctx, trap_code: u32) -> !`: raise a trap (for tiers that prefer a call to a trap
+    /// instruction).
+    RaiseTrap,
+}
+
+impl Libcall {
+    /// Number of entries in the libcall table.
+    pub const COUNT: usize = 14;
+
+    /// Byte offset of this libcall's entry in the table.
+    pub fn table_offset(self) -> i32 {
+        self as i32 * std::mem::size_of::<usize>() as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_covers_every_libcall() {
+        assert_eq!(Libcall::RaiseTrap as usize + 1, Libcall::COUNT);
+        assert_eq!(Libcall::TableGet.table_offset(), 40);
+    }
+}
