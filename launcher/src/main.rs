@@ -1,2 +1,275 @@
 //! The `spate` command.
-fn main() {}
+
+use std::io::Write as _;
+use std::num::NonZeroUsize;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use spate_launcher::compile::compile_file;
+use spate_launcher::engine::{EngineSettings, TierChoice};
+use spate_launcher::wast::{FileReport, Totals, WastRunner};
+
+/// Exit status when the input is bad or a script has failures.
+const EXIT_FAILURE: u8 = 1;
+/// Exit status for usage errors (clap uses the same).
+const EXIT_USAGE: u8 = 2;
+/// Exit status when the engine itself failed (panicked) on an input.
+const EXIT_INTERNAL: u8 = 3;
+
+/// How many failures of one script are printed unless `--verbose` is given.
+const FAILURES_SHOWN: usize = 20;
+
+#[derive(Parser)]
+#[command(
+    name = "spate",
+    version,
+    about = "Spate: a streaming, tiered WebAssembly engine.",
+    long_about = "Spate: a streaming, tiered WebAssembly engine.\n\n\
+        Spate validates and compiles a module while it is still arriving, runs it with fast \
+        baseline code, and (in later versions) recompiles hot code with an optimizing tier.",
+    after_help = "Examples:\n  \
+        spate compile app.wasm                   validate and compile, print size and timings\n  \
+        spate compile --tier baseline app.wat    the same for a text module\n  \
+        spate wast tests/*.wast                  run WebAssembly scripts\n  \
+        spate wast -v --compile-threads 1 f.wast run one script, showing every message\n\n\
+        Run `spate help <COMMAND>` for the flags of each command.",
+    disable_help_subcommand = false
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run WebAssembly script (.wast) files and count passed and failed directives.
+    #[command(
+        long_about = "Run WebAssembly script (.wast) files, as used by the WebAssembly \
+            specification's test suite.\n\n\
+            Every directive counts once, as passed or failed: module, module definition / \
+            instance, register, invoke, assert_return (NaN patterns included), assert_trap \
+            (calls and uninstantiable modules), assert_exhaustion, assert_invalid, \
+            assert_malformed and assert_unlinkable. Scripts may import the `spectest` module. \
+            Each file runs in its own store.\n\n\
+            Failures print as `FILE:LINE:COLUMN: DIRECTIVE: MESSAGE`, then one status line per \
+            file. The last line is always `N passed, N failed`. The exit status is 0 when \
+            nothing failed, 1 otherwise, 2 for a usage error.",
+        after_help = "Examples:\n  \
+            spate wast address.wast                 run one script\n  \
+            spate wast spec/                        run every .wast file in a directory\n  \
+            spate wast --verbose binary.wast        also show expected vs actual error messages"
+    )]
+    Wast(WastArgs),
+
+    /// Validate and compile a module; print its size, function count and compile time.
+    #[command(
+        long_about = "Validate and compile one WebAssembly module, then print its size, the \
+            number of functions it defines, the size of the machine code and the compile \
+            time.\n\n\
+            A binary module is streamed from the file into the compiler; a file that does not \
+            start with a NUL byte is read as WebAssembly text. A malformed, truncated or invalid \
+            module prints an error naming the problem and exits with status 1; a failure of the \
+            engine itself exits with status 3.",
+        after_help = "Examples:\n  \
+            spate compile app.wasm\n  \
+            spate compile --tier baseline --compile-threads 2 app.wasm\n  \
+            spate compile module.wat"
+    )]
+    Compile(CompileArgs),
+}
+
+/// Flags that configure the engine, accepted by every command.
+#[derive(Args)]
+struct EngineArgs {
+    /// Compiler tier. `baseline` compiles every function quickly with Cranelift; `optimized` and
+    /// `tiered` are not available yet and are refused. Example: `--tier baseline`
+    #[arg(long, value_enum, value_name = "TIER", default_value_t = TierChoice::Baseline)]
+    tier: TierChoice,
+
+    /// Number of threads compiling function bodies (default: chosen by the engine).
+    /// Example: `--compile-threads 2`
+    #[arg(long, value_name = "N")]
+    compile_threads: Option<NonZeroUsize>,
+}
+
+impl EngineArgs {
+    fn settings(&self) -> EngineSettings {
+        EngineSettings {
+            tier: self.tier,
+            compile_threads: self.compile_threads,
+        }
+    }
+}
+
+#[derive(Args)]
+struct WastArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+
+    /// Print every failure (not only the first 20 of each file), the expected and actual
+    /// messages of passing assert_invalid / assert_malformed / assert_unlinkable directives,
+    /// and what the script prints through `spectest`. Example: `--verbose`
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Script files to run; a directory runs every `.wast` file in it, in name order.
+    /// Example: `spate wast i32.wast memory.wast`
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+
+    /// The module: a binary (.wasm) or WebAssembly text (.wat). Example: `spate compile app.wasm`
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Wast(args) => wast(&args),
+        Command::Compile(args) => compile(&args),
+    }
+}
+
+fn wast(args: &WastArgs) -> ExitCode {
+    let engine = match build_engine(&args.engine.settings()) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
+    let files = match expand_scripts(&args.files) {
+        Ok(files) => files,
+        Err(e) => return usage_error(&e),
+    };
+    let mut runner = WastRunner::new(engine);
+    runner.verbose(args.verbose);
+
+    let mut totals = Totals::default();
+    let mut stdout = std::io::stdout().lock();
+    for file in &files {
+        let report = runner.run_file(file);
+        // Write errors (a closed pipe) are not worth dying over half-way through the scripts.
+        let _ = print_report(&mut stdout, &report, args.verbose);
+        totals.add(&report);
+    }
+    let _ = writeln!(stdout, "{totals}");
+    let _ = stdout.flush();
+    if totals.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// Prints a script's failures (the first few unless verbose), its notes when verbose, and a
+/// status line.
+fn print_report(
+    out: &mut impl std::io::Write,
+    report: &FileReport,
+    verbose: bool,
+) -> std::io::Result<()> {
+    if verbose {
+        for note in &report.notes {
+            writeln!(
+                out,
+                "{}:{}: {}: {}",
+                report.file, note.line, note.directive, note.message
+            )?;
+        }
+    }
+    let shown = if verbose { usize::MAX } else { FAILURES_SHOWN };
+    for failure in report.failures.iter().take(shown) {
+        writeln!(out, "{failure}")?;
+    }
+    if report.failed() > shown {
+        writeln!(
+            out,
+            "{}: ... and {} more failures (--verbose lists them all)",
+            report.file,
+            report.failed() - shown
+        )?;
+    }
+    if report.is_success() {
+        writeln!(out, "ok    {} ({} directives)", report.file, report.total())
+    } else {
+        writeln!(
+            out,
+            "FAIL  {} ({} of {} directives failed)",
+            report.file,
+            report.failed(),
+            report.total()
+        )
+    }
+}
+
+/// The script files named on the command line, directories expanded to their `.wast` files.
+fn expand_scripts(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|ext| ext == "wast"))
+                .collect();
+            if found.is_empty() {
+                anyhow::bail!("{} contains no .wast files", path.display());
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            // A missing file is reported as that script's failure, with the others still run.
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn compile(args: &CompileArgs) -> ExitCode {
+    let settings = args.engine.settings();
+    let engine = match build_engine(&settings) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
+    let path: &Path = &args.file;
+    match catch_unwind(AssertUnwindSafe(|| compile_file(&engine, path))) {
+        Ok(Ok(summary)) => {
+            println!("{}: valid (tier {})", path.display(), settings.tier);
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {}: {e:#}", path.display());
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(_) => {
+            eprintln!(
+                "internal error: the engine panicked while compiling {} (this is a bug in spate)",
+                path.display()
+            );
+            ExitCode::from(EXIT_INTERNAL)
+        }
+    }
+}
+
+/// The engine for `settings`; a refused tier is a usage error, any other failure an internal one.
+fn build_engine(settings: &EngineSettings) -> Result<spate::Engine, ExitCode> {
+    if let Err(e) = settings.tier.mode() {
+        return Err(usage_error(&e));
+    }
+    settings.build().map_err(|e| {
+        eprintln!("internal error: cannot create the engine: {e:#}");
+        ExitCode::from(EXIT_INTERNAL)
+    })
+}
+
+fn usage_error(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(EXIT_USAGE)
+}

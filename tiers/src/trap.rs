@@ -73,6 +73,8 @@ impl std::fmt::Display for TrapCode {
     }
 }
 
+impl std::error::Error for TrapCode {}
+
 /// A machine instruction that traps: executing (or faulting in) the instruction at
 /// `code_offset` means `trap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,1 +1,371 @@
-//! Spate baseline tier (under construction).
+//! Spate's baseline tier: WebAssembly function bodies to machine code through Cranelift.
+//!
+//! The tier translates each function body in a single pass over its operators (validating it at
+//! the same time when the caller hands over a validator) into Cranelift IR, and compiles that IR
+//! with fast settings. The generated code follows the contract of [`spate_tiers`]: the calling
+//! convention of [`spate_tiers::abi`], the `VMContext` layout of [`spate_tiers::vmctx`], trap
+//! tables of [`spate_tiers::trap`] and the libcalls of [`spate_tiers::libcall`]. It contains no
+//! relocations: everything outside the function is reached through the `VMContext`.
+//!
+//! ```no_run
+//! use spate_tier_cranelift::{CraneliftOptions, CraneliftTier};
+//! use spate_tiers::Tier;
+//!
+//! let tier = CraneliftTier::new(CraneliftOptions::default()).expect("host ISA is supported");
+//! let mut compiler = tier.new_compiler();
+//! # let _ = &mut compiler;
+//! ```
+
+mod translate;
+mod trampolines;
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{self, AbiParam, ArgumentPurpose, types};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CodegenError, Context};
+use cranelift_frontend::FunctionBuilderContext;
+use spate_tiers::{
+    CompileError, CompiledFunction, FunctionCompiler, ModuleInfo, Tier, TrapCode, TrapSite,
+};
+use wasmparser::{FuncType, FuncValidator, FunctionBody, ValType, ValidatorResources};
+
+/// How hard Cranelift optimises the generated code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptLevel {
+    /// No optimisation passes: the fastest compilation (Cranelift's `opt_level = "none"`).
+    None,
+    /// Cranelift's mid-end optimisations (`opt_level = "speed"`): slower compilation, faster code.
+    Speed,
+}
+
+/// The register allocator Cranelift uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegallocAlgorithm {
+    /// regalloc2's single-pass allocator: fast allocation, more spills.
+    SinglePass,
+    /// regalloc2's backtracking allocator: slower allocation, better code.
+    Backtracking,
+}
+
+/// Settings of the Cranelift tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CraneliftOptions {
+    /// Run Cranelift's IR verifier on every function before compiling it (catches translator
+    /// bugs at compile time rather than as wrong code). On by default in debug builds.
+    pub verify: bool,
+    /// Optimisation level.
+    pub opt_level: OptLevel,
+    /// Register allocation algorithm.
+    pub regalloc: RegallocAlgorithm,
+}
+
+impl Default for CraneliftOptions {
+    fn default() -> Self {
+        CraneliftOptions {
+            verify: cfg!(debug_assertions),
+            opt_level: OptLevel::None,
+            regalloc: RegallocAlgorithm::SinglePass,
+        }
+    }
+}
+
+/// The Cranelift baseline tier: a factory of per-thread [`CraneliftCompiler`]s.
+///
+/// The target ISA is configured once, for the host CPU (its features detected at run time), and
+/// shared by every compiler.
+pub struct CraneliftTier {
+    isa: OwnedTargetIsa,
+    options: CraneliftOptions,
+}
+
+impl std::fmt::Debug for CraneliftTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CraneliftTier")
+            .field("isa", &self.isa.name())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl CraneliftTier {
+    /// A tier with the given options, generating code for the host CPU.
+    ///
+    /// Fails with a [`CompileErrorKind::Codegen`](spate_tiers::CompileErrorKind::Codegen) error
+    /// when the host is not a supported target.
+    pub fn new(options: CraneliftOptions) -> Result<Self, CompileError> {
+        let mut flags = settings::builder();
+        let mut set = |name: &str, value: &str| {
+            flags
+                .set(name, value)
+                .map_err(|e| CompileError::codegen(format!("cranelift setting {name}={value}: {e}")))
+        };
+        set(
+            "opt_level",
+            match options.opt_level {
+                OptLevel::None => "none",
+                OptLevel::Speed => "speed",
+            },
+        )?;
+        set(
+            "regalloc_algorithm",
+            match options.regalloc {
+                RegallocAlgorithm::SinglePass => "single_pass",
+                RegallocAlgorithm::Backtracking => "backtracking",
+            },
+        )?;
+        set("enable_verifier", if options.verify { "true" } else { "false" })?;
+        // Stack overflow is detected by the `stack_limit` check in every prologue.
+        set("enable_probestack", "false")?;
+        // The runtime unwinds wasm frames itself (frame pointers, trap tables); it needs no
+        // DWARF unwind tables, which would only cost compile time.
+        set("unwind_info", "false")?;
+        set("preserve_frame_pointers", "true")?;
+        // There are no heap_addr/table_addr instructions to harden: memory accesses are guarded
+        // by the reservation, table accesses by explicit checks.
+        set("enable_heap_access_spectre_mitigation", "false")?;
+        set("enable_table_access_spectre_mitigation", "false")?;
+        let isa_builder = cranelift_native::builder()
+            .map_err(|e| CompileError::codegen(format!("unsupported host for Cranelift: {e}")))?;
+        let isa = isa_builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| CompileError::codegen(format!("cannot configure Cranelift ISA: {e}")))?;
+        if isa.pointer_type() != types::I64 {
+            return Err(CompileError::codegen("the Spate ABI requires a 64-bit target"));
+        }
+        Ok(CraneliftTier { isa, options })
+    }
+
+    /// The options this tier was created with.
+    pub fn options(&self) -> &CraneliftOptions {
+        &self.options
+    }
+
+    /// A compiler for use on the calling thread, with its concrete type.
+    pub fn compiler(&self) -> CraneliftCompiler {
+        CraneliftCompiler {
+            isa: self.isa.clone(),
+            ctx: Context::new(),
+            builder_ctx: FunctionBuilderContext::new(),
+            state: translate::TranslatorState::default(),
+        }
+    }
+}
+
+impl Tier for CraneliftTier {
+    fn name(&self) -> &'static str {
+        "cranelift"
+    }
+
+    fn new_compiler(&self) -> Box<dyn FunctionCompiler> {
+        Box::new(self.compiler())
+    }
+}
+
+/// Compiles functions and trampolines on one thread, reusing Cranelift's contexts (and the
+/// translator's buffers) from one function to the next.
+pub struct CraneliftCompiler {
+    isa: OwnedTargetIsa,
+    ctx: Context,
+    builder_ctx: FunctionBuilderContext,
+    state: translate::TranslatorState,
+}
+
+impl std::fmt::Debug for CraneliftCompiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CraneliftCompiler").field("isa", &self.isa.name()).finish_non_exhaustive()
+    }
+}
+
+impl CraneliftCompiler {
+    /// Compiles the function now in `self.ctx.func` and collects its code and tables.
+    fn finish(&mut self) -> Result<CompiledFunction, CompileError> {
+        let result = self.ctx.compile(&*self.isa, &mut ControlPlane::default());
+        let compiled = match result {
+            Ok(compiled) => compiled,
+            Err(e) => {
+                let message = match e.inner {
+                    CodegenError::Verifier(errors) => format!(
+                        "Cranelift verifier rejected the translated function:\n{}",
+                        cranelift_codegen::print_errors::pretty_verifier_error(
+                            e.func, None, errors
+                        )
+                    ),
+                    other => format!("Cranelift failed to compile the function: {other}"),
+                };
+                self.ctx.clear();
+                return Err(CompileError::codegen(message));
+            }
+        };
+        let buffer = &compiled.buffer;
+        if let Some(reloc) = buffer.relocs().first() {
+            let message = format!(
+                "generated code needs a relocation ({:?} at offset {}); the tier only emits \
+                 position-independent code",
+                reloc.kind, reloc.offset
+            );
+            self.ctx.clear();
+            return Err(CompileError::codegen(message));
+        }
+        let mut traps = Vec::with_capacity(buffer.traps().len());
+        for t in buffer.traps() {
+            let Some(trap) = spate_trap_code(t.code) else {
+                let message = format!("unexpected Cranelift trap code {}", t.code);
+                self.ctx.clear();
+                return Err(CompileError::codegen(message));
+            };
+            traps.push(TrapSite { code_offset: t.offset, trap });
+        }
+        traps.sort_by_key(|t| t.code_offset);
+        let srclocs = buffer
+            .get_srclocs_sorted()
+            .iter()
+            .filter(|s| !s.loc.is_default() && s.start < s.end)
+            .map(|s| (s.start, s.loc.bits()))
+            .collect();
+        let code = buffer.data().to_vec();
+        self.ctx.clear();
+        Ok(CompiledFunction { code, traps, srclocs })
+    }
+}
+
+impl FunctionCompiler for CraneliftCompiler {
+    fn compile_function(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        validator: Option<&mut FuncValidator<ValidatorResources>>,
+    ) -> Result<CompiledFunction, CompileError> {
+        self.ctx.clear();
+        let translated = translate::translate_function(
+            &mut self.ctx.func,
+            &mut self.builder_ctx,
+            &mut self.state,
+            &*self.isa,
+            module,
+            func_index,
+            body,
+            validator,
+        );
+        if let Err(e) = translated {
+            self.ctx.clear();
+            return Err(e);
+        }
+        self.finish()
+    }
+
+    fn host_to_wasm_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {
+        self.ctx.clear();
+        trampolines::host_to_wasm(
+            &mut self.ctx.func,
+            &mut self.builder_ctx,
+            &*self.isa,
+            ty,
+        )?;
+        self.finish()
+    }
+
+    fn wasm_to_host_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {
+        self.ctx.clear();
+        trampolines::wasm_to_host(
+            &mut self.ctx.func,
+            &mut self.builder_ctx,
+            &*self.isa,
+            ty,
+        )?;
+        self.finish()
+    }
+}
+
+/// The Cranelift type of a wasm value type: numbers as themselves, `v128` as `I8X16` (the
+/// canonical vector type), references as pointer-sized integers.
+pub(crate) fn value_type(ty: ValType) -> Option<ir::Type> {
+    Some(match ty {
+        ValType::I32 => types::I32,
+        ValType::I64 => types::I64,
+        ValType::F32 => types::F32,
+        ValType::F64 => types::F64,
+        ValType::V128 => types::I8X16,
+        ValType::Ref(r) if r == wasmparser::RefType::FUNCREF || r == wasmparser::RefType::EXTERNREF => {
+            types::I64
+        }
+        ValType::Ref(_) => return None,
+    })
+}
+
+/// Like [`value_type`], as a compile error for types outside WebAssembly 2.0.
+pub(crate) fn value_type_or_err(ty: ValType, offset: usize) -> Result<ir::Type, CompileError> {
+    value_type(ty).ok_or_else(|| {
+        CompileError::unsupported(format!("value type {ty} is not supported by the baseline tier"), offset)
+    })
+}
+
+/// The Cranelift signature of a wasm function of type `ty` under the Spate ABI:
+/// `(callee_vmctx, caller_vmctx, params.. [, ret_area]) -> [result]`.
+pub(crate) fn wasm_signature(
+    ty: &FuncType,
+    call_conv: CallConv,
+    offset: usize,
+) -> Result<ir::Signature, CompileError> {
+    let mut sig = ir::Signature::new(call_conv);
+    sig.params.push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
+    sig.params.push(AbiParam::new(types::I64));
+    for &p in ty.params() {
+        sig.params.push(AbiParam::new(value_type_or_err(p, offset)?));
+    }
+    match ty.results() {
+        [] => {}
+        [r] => sig.returns.push(AbiParam::new(value_type_or_err(*r, offset)?)),
+        results => {
+            for &r in results {
+                value_type_or_err(r, offset)?;
+            }
+            sig.params.push(AbiParam::new(types::I64));
+        }
+    }
+    Ok(sig)
+}
+
+/// The Cranelift trap code the generated code uses for a Spate trap.
+pub(crate) fn cranelift_trap_code(code: TrapCode) -> ir::TrapCode {
+    ir::TrapCode::unwrap_user(code as u8)
+}
+
+/// The Spate trap a Cranelift trap code stands for: user codes are Spate codes, and Cranelift's
+/// own codes map to their Spate meaning.
+pub(crate) fn spate_trap_code(code: ir::TrapCode) -> Option<TrapCode> {
+    Some(match code {
+        ir::TrapCode::STACK_OVERFLOW => TrapCode::StackOverflow,
+        ir::TrapCode::HEAP_OUT_OF_BOUNDS => TrapCode::MemoryOutOfBounds,
+        ir::TrapCode::INTEGER_OVERFLOW => TrapCode::IntegerOverflow,
+        ir::TrapCode::INTEGER_DIVISION_BY_ZERO => TrapCode::IntegerDivisionByZero,
+        ir::TrapCode::BAD_CONVERSION_TO_INTEGER => TrapCode::BadConversionToInteger,
+        other => return TrapCode::from_u8(other.as_raw().get()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trap_codes_round_trip() {
+        for code in TrapCode::ALL {
+            assert_eq!(spate_trap_code(cranelift_trap_code(code)), Some(code));
+        }
+        assert_eq!(spate_trap_code(ir::TrapCode::HEAP_OUT_OF_BOUNDS), Some(TrapCode::MemoryOutOfBounds));
+        assert_eq!(
+            spate_trap_code(ir::TrapCode::BAD_CONVERSION_TO_INTEGER),
+            Some(TrapCode::BadConversionToInteger)
+        );
+        assert_eq!(spate_trap_code(ir::TrapCode::INTEGER_OVERFLOW), Some(TrapCode::IntegerOverflow));
+        assert_eq!(spate_trap_code(ir::TrapCode::unwrap_user(200)), None);
+    }
+
+    #[test]
+    fn tier_is_named_cranelift() {
+        let tier = CraneliftTier::new(CraneliftOptions::default()).unwrap();
+        assert_eq!(tier.name(), "cranelift");
+    }
+}

@@ -1,0 +1,196 @@
+//! Baseline compile throughput: how fast Spate turns a module's bytes into machine code.
+//!
+//! For each module given on the command line, and for each compile-thread count, this compiles
+//! the module `--runs` times after `--warmup` untimed compiles, through two paths:
+//!
+//! * `whole`: `Module::new` with all bytes at once;
+//! * `stream`: a `ModuleStream` fed in chunks of `--chunk` bytes (64 KiB by default), as a module
+//!   arriving over the network would be.
+//!
+//! It reports the median and fastest wall time, MB/s of wasm (module bytes / median time, with
+//! MB = 10^6 bytes) and defined functions per second. One engine is made per thread count and
+//! reused for all of its runs, so the worker pool is warm; each compiled module is dropped outside
+//! the timed region.
+//!
+//! Build and run with `cargo run --release -p spate-benches --bin compile_throughput -- FILE...`,
+//! or through `scripts/bench-compile.sh`, which also times V8's Liftoff on the same bytes.
+
+use anyhow::{Context, Result, bail};
+use spate_benches::{Stats, mb_per_s};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: compile_throughput [OPTIONS] FILE.wasm...
+
+Compiles each module with Spate's baseline tier and reports median wall time, MB/s of wasm and
+functions/s, single-threaded and with the compile worker pool, whole and streamed.
+
+options:
+  --runs N          timed compiles per configuration (default 5)
+  --warmup N        untimed compiles before them (default 1)
+  --threads LIST    comma-separated compile thread counts (default 1,2)
+  --chunk BYTES     chunk size of the streaming variant (default 65536)
+  --no-stream       skip the streaming variant
+  --tsv             print tab-separated rows instead of a table:
+                    file, engine, config, threads, bytes, functions, median_s, min_s, code_bytes
+  -h, --help        this text";
+
+struct Options {
+    files: Vec<PathBuf>,
+    runs: usize,
+    warmup: usize,
+    threads: Vec<usize>,
+    chunk: usize,
+    stream: bool,
+    tsv: bool,
+}
+
+fn parse_args() -> Result<Options> {
+    let mut opts = Options {
+        files: Vec::new(),
+        runs: 5,
+        warmup: 1,
+        threads: vec![1, 2],
+        chunk: 64 * 1024,
+        stream: true,
+        tsv: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--runs" => opts.runs = value("--runs")?.parse().context("--runs")?,
+            "--warmup" => opts.warmup = value("--warmup")?.parse().context("--warmup")?,
+            "--chunk" => opts.chunk = value("--chunk")?.parse().context("--chunk")?,
+            "--threads" => {
+                opts.threads = value("--threads")?
+                    .split(',')
+                    .map(|t| t.trim().parse::<usize>().with_context(|| format!("--threads: `{t}`")))
+                    .collect::<Result<_>>()?;
+            }
+            "--no-stream" => opts.stream = false,
+            "--tsv" => opts.tsv = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            s if s.starts_with('-') => bail!("unknown option `{s}`\n\n{USAGE}"),
+            _ => opts.files.push(PathBuf::from(arg)),
+        }
+    }
+    if opts.files.is_empty() {
+        bail!("no module given\n\n{USAGE}");
+    }
+    if opts.runs == 0 || opts.chunk == 0 || opts.threads.is_empty() || opts.threads.contains(&0) {
+        bail!("--runs, --chunk and every --threads entry must be at least 1");
+    }
+    Ok(opts)
+}
+
+/// One compile; returns its wall time and the module, which the caller drops untimed.
+fn compile_once(engine: &spate::Engine, bytes: &[u8], chunk: Option<usize>) -> Result<(Duration, spate::Module)> {
+    let start = Instant::now();
+    let module = match chunk {
+        None => spate::Module::new(engine, bytes)?,
+        Some(size) => {
+            let mut stream = spate::ModuleStream::new(engine);
+            for piece in bytes.chunks(size) {
+                stream.feed(piece)?;
+            }
+            stream.finish()?
+        }
+    };
+    Ok((start.elapsed(), module))
+}
+
+struct Row {
+    config: String,
+    threads: usize,
+    stats: Stats,
+    functions: usize,
+    code_bytes: usize,
+}
+
+fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for &threads in &opts.threads {
+        let mut config = spate::Config::new();
+        config.compile_threads(threads);
+        let engine = spate::Engine::new(&config)?;
+        let variants: &[(&str, Option<usize>)] =
+            if opts.stream { &[("whole", None), ("stream", Some(opts.chunk))] } else { &[("whole", None)] };
+        for &(name, chunk) in variants {
+            let mut times = Vec::with_capacity(opts.runs);
+            let mut shape = (0, 0);
+            for run in 0..opts.warmup + opts.runs {
+                let (time, module) =
+                    compile_once(&engine, &bytes, chunk).with_context(|| format!("compiling {}", path.display()))?;
+                shape = (module.num_defined_functions(), module.code_size());
+                drop(module);
+                if run >= opts.warmup {
+                    times.push(time);
+                }
+            }
+            let label = match chunk {
+                None => name.to_string(),
+                Some(c) if c % 1024 == 0 => format!("{name} {} KiB chunks", c / 1024),
+                Some(c) => format!("{name} {c} B chunks"),
+            };
+            rows.push(Row { config: label, threads, stats: Stats::new(&times), functions: shape.0, code_bytes: shape.1 });
+        }
+    }
+    Ok((bytes.len(), rows))
+}
+
+fn main() -> Result<()> {
+    let opts = parse_args()?;
+    if cfg!(debug_assertions) {
+        eprintln!("compile_throughput: warning: debug build; run with --release for meaningful figures");
+    }
+    for path in &opts.files {
+        let (size, rows) = bench_file(&opts, path)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if opts.tsv {
+            for r in &rows {
+                println!(
+                    "{name}\tspate\t{}\t{}\t{size}\t{}\t{:.6}\t{:.6}\t{}",
+                    r.config,
+                    r.threads,
+                    r.functions,
+                    r.stats.median.as_secs_f64(),
+                    r.stats.min.as_secs_f64(),
+                    r.code_bytes
+                );
+            }
+            continue;
+        }
+        let functions = rows.first().map_or(0, |r| r.functions);
+        println!(
+            "{} ({:.2} MB, {functions} functions), median of {} runs after {} warm-up:",
+            path.display(),
+            size as f64 / 1e6,
+            opts.runs,
+            opts.warmup
+        );
+        println!(
+            "  {:<22} {:>7} {:>11} {:>11} {:>9} {:>12} {:>12}",
+            "config", "threads", "median ms", "min ms", "MB/s", "functions/s", "code bytes"
+        );
+        for r in &rows {
+            let median = r.stats.median.as_secs_f64();
+            println!(
+                "  {:<22} {:>7} {:>11.1} {:>11.1} {:>9.2} {:>12.0} {:>12}",
+                r.config,
+                r.threads,
+                median * 1e3,
+                r.stats.min.as_secs_f64() * 1e3,
+                mb_per_s(size, r.stats.median),
+                r.functions as f64 / median,
+                r.code_bytes
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! [`Config`] and [`Engine`]: compilation settings, the compile worker pool, the signature
+//! registry and the trampoline cache shared by every module and store of an engine.
+
+use crate::code::CodeMemory;
+use crate::types::FuncType;
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use spate_tier_cranelift::{CraneliftOptions, CraneliftTier};
+use spate_tiers::Tier;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Which compiler tiers run a module's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TierMode {
+    /// Cranelift only: fastest compile, no optimizing tier.
+    #[default]
+    Baseline,
+}
+
+impl std::str::FromStr for TierMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<TierMode> {
+        match s {
+            "baseline" => Ok(TierMode::Baseline),
+            "optimized" | "tiered" => {
+                anyhow::bail!("tier `{s}` is not available yet: this build has only the `baseline` (Cranelift) tier")
+            }
+            _ => anyhow::bail!("unknown tier `{s}` (expected `baseline`, `optimized` or `tiered`)"),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) tier: TierMode,
+    pub(crate) compile_threads: usize,
+    pub(crate) max_wasm_stack: usize,
+    pub(crate) tier_up_threshold: u32,
+    pub(crate) verify: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tier: TierMode::Baseline,
+            compile_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            max_wasm_stack: 512 * 1024,
+            tier_up_threshold: 10_000,
+            verify: cfg!(debug_assertions),
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration: baseline tier, one compile thread per core.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Selects the tier mode.
+    pub fn tier(&mut self, tier: TierMode) -> &mut Self {
+        self.tier = tier;
+        self
+    }
+
+    /// Number of threads compiling function bodies while a module streams in. `1` compiles on
+    /// the thread that feeds the bytes; `n > 1` uses a pool of `n` workers.
+    pub fn compile_threads(&mut self, n: usize) -> &mut Self {
+        self.compile_threads = n.max(1);
+        self
+    }
+
+    /// Bytes of native stack wasm code may use before a call traps with
+    /// [`Trap::StackOverflow`](crate::Trap::StackOverflow). The calling thread must have this
+    /// much stack left (plus room for host functions) when it calls into wasm.
+    pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Calls plus loop iterations after which a function asks to be tiered up.
+    pub fn tier_up_threshold(&mut self, n: u32) -> &mut Self {
+        self.tier_up_threshold = n;
+        self
+    }
+
+    /// Runs the Cranelift IR verifier on every function (slower; on by default in debug builds).
+    pub fn cranelift_verifier(&mut self, on: bool) -> &mut Self {
+        self.verify = on;
+        self
+    }
+}
+
+/// A job for the compile pool: run it on a worker thread with that thread's compiler.
+pub(crate) type CompileJob = Box<dyn FnOnce(&mut dyn spate_tiers::FunctionCompiler) + Send>;
+
+/// Host-to-wasm and wasm-to-host trampolines for one signature.
+pub(crate) struct Trampolines {
+    _code: CodeMemory,
+    /// Calls a wasm function of this type from the host.
+    pub host_to_wasm: spate_tiers::abi::HostToWasmTrampoline,
+    /// The code of a host function of this type, callable with the wasm convention.
+    pub wasm_to_host: *const u8,
+}
+
+// SAFETY: code pointers into immutable executable memory owned by `_code`.
+unsafe impl Send for Trampolines {}
+// SAFETY: as above.
+unsafe impl Sync for Trampolines {}
+
+/// Counters shared by everything compiled by an engine.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Times compiled code called the tier-up libcall (a budget ran out).
+    pub tier_up_requests: AtomicU64,
+}
+
+pub(crate) struct EngineInner {
+    pub config: Config,
+    pub baseline: Arc<dyn Tier>,
+    pool: OnceLock<Sender<CompileJob>>,
+    types: Mutex<TypeRegistry>,
+    trampolines: Mutex<HashMap<u32, Arc<Trampolines>>>,
+    pub stats: EngineStats,
+}
+
+#[derive(Default)]
+struct TypeRegistry {
+    ids: HashMap<FuncType, u32>,
+    types: Vec<FuncType>,
+}
+
+/// A compilation environment shared by modules and stores. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(pub(crate) Arc<EngineInner>);
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.0.config).finish()
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(&Config::default()).expect("the default configuration is valid")
+    }
+}
+
+impl Engine {
+    /// An engine with the given settings.
+    pub fn new(config: &Config) -> Result<Engine> {
+        let options = CraneliftOptions { verify: config.verify, ..CraneliftOptions::default() };
+        let baseline: Arc<dyn Tier> =
+            Arc::new(CraneliftTier::new(options).map_err(|e| anyhow::anyhow!("cannot set up the baseline tier: {e}"))?);
+        Ok(Engine(Arc::new(EngineInner {
+            config: config.clone(),
+            baseline,
+            pool: OnceLock::new(),
+            types: Mutex::new(TypeRegistry::default()),
+            trampolines: Mutex::new(HashMap::new()),
+            stats: EngineStats::default(),
+        })))
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.0.stats
+    }
+
+    /// Whether two handles are the same engine.
+    pub fn same(a: &Engine, b: &Engine) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// The canonical id of a signature (equal types get equal ids).
+    pub(crate) fn type_id(&self, ty: &FuncType) -> u32 {
+        let mut reg = self.0.types.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = reg.ids.get(ty) {
+            return id;
+        }
+        let id = reg.types.len() as u32;
+        reg.types.push(ty.clone());
+        reg.ids.insert(ty.clone(), id);
+        id
+    }
+
+    /// The signature with canonical id `id`.
+    pub(crate) fn func_type(&self, id: u32) -> FuncType {
+        self.0.types.lock().unwrap_or_else(|e| e.into_inner()).types[id as usize].clone()
+    }
+
+    /// The trampolines for signature `id`, compiled on first use.
+    pub(crate) fn trampolines(&self, id: u32) -> Result<Arc<Trampolines>> {
+        if let Some(t) = self.0.trampolines.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(t.clone());
+        }
+        let ty = self.func_type(id).to_wasmparser();
+        let mut compiler = self.0.baseline.new_compiler();
+        let h2w = compiler.host_to_wasm_trampoline(&ty).context("compiling a host-to-wasm trampoline")?;
+        let w2h = compiler.wasm_to_host_trampoline(&ty).context("compiling a wasm-to-host trampoline")?;
+        let code = CodeMemory::new(vec![(u32::MAX, h2w), (u32::MAX, w2h)]).context("allocating code memory")?;
+        // SAFETY: function 0 of `code` was compiled as a host-to-wasm trampoline with exactly the
+        // `HostToWasmTrampoline` signature; `code` lives as long as the returned `Trampolines`.
+        let host_to_wasm = unsafe {
+            std::mem::transmute::<*const u8, spate_tiers::abi::HostToWasmTrampoline>(code.function_ptr(0))
+        };
+        let wasm_to_host = code.function_ptr(1);
+        let t = Arc::new(Trampolines { _code: code, host_to_wasm, wasm_to_host });
+        self.0.trampolines.lock().unwrap_or_else(|e| e.into_inner()).entry(id).or_insert(t.clone());
+        Ok(t)
+    }
+
+    /// Sends a job to the compile pool, starting the pool's threads on first use.
+    pub(crate) fn submit(&self, job: CompileJob) {
+        let tx = self.0.pool.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<CompileJob>();
+            for i in 0..self.0.config.compile_threads {
+                let rx: Receiver<CompileJob> = rx.clone();
+                let tier = self.0.baseline.clone();
+                std::thread::Builder::new()
+                    .name(format!("spate-compile-{i}"))
+                    .spawn(move || {
+                        let mut compiler = tier.new_compiler();
+                        while let Ok(job) = rx.recv() {
+                            job(&mut *compiler);
+                        }
+                    })
+                    .expect("spawning a compile thread");
+            }
+            tx
+        });
+        // The pool's threads only stop when the sender is dropped, which happens with the engine.
+        let _ = tx.send(job);
+    }
+}

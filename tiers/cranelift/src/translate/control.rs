@@ -1,0 +1,383 @@
+//! Structured control flow: `block`, `loop`, `if`/`else`, `end`, branches, `return`,
+//! `unreachable`, and the tier-up budget checks at function entry and loop headers.
+//!
+//! Each wasm block gets a Cranelift "next" block whose parameters are the wasm block's results;
+//! a loop additionally gets a header block whose parameters are the loop's parameters. Branches
+//! pass the top values of the operand stack as block arguments.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{Block, BlockArg, BlockCall, InstBuilder, JumpTableData, Value, types};
+use spate_tiers::libcall::Libcall;
+use spate_tiers::vmctx::VMCTX_BUDGETS;
+use spate_tiers::{CompileError, TrapCode};
+use wasmparser::{BlockType, BrTable};
+
+use super::{FuncTranslator, trusted, trusted_readonly};
+use crate::cranelift_trap_code;
+
+/// One entry of the control stack.
+pub(crate) struct ControlFrame {
+    kind: FrameKind,
+    /// The block following the construct; its parameters are the construct's results.
+    next: Block,
+    num_params: usize,
+    num_results: usize,
+    /// Operand stack height below the construct's parameters.
+    height: usize,
+    /// Whether any branch targets `next` (so it must be emitted).
+    exit_reachable: bool,
+}
+
+enum FrameKind {
+    /// The function body; `next` is the exit block that returns its parameters.
+    Function,
+    Block,
+    Loop {
+        header: Block,
+    },
+    If {
+        /// Start of the `else` arm (or of the implicit empty one).
+        else_block: Block,
+        /// The block parameters, which the `else` arm starts with again.
+        else_params: Vec<Value>,
+        has_else: bool,
+    },
+}
+
+impl ControlFrame {
+    /// The frame of the function body.
+    pub(crate) fn function(exit: Block, num_results: usize) -> Self {
+        ControlFrame {
+            kind: FrameKind::Function,
+            next: exit,
+            num_params: 0,
+            num_results,
+            height: 0,
+            exit_reachable: false,
+        }
+    }
+}
+
+impl FuncTranslator<'_> {
+    pub(super) fn translate_unreachable(&mut self) {
+        self.builder.ins().trap(cranelift_trap_code(TrapCode::UnreachableCodeReached));
+        self.reachable = false;
+    }
+
+    pub(super) fn translate_block(
+        &mut self,
+        blockty: BlockType,
+        offset: usize,
+    ) -> Result<(), CompileError> {
+        let sig = self.block_sig(blockty, offset)?;
+        let next = self.block_with_params(sig.results(), offset)?;
+        let num_params = sig.params().len();
+        self.control.push(ControlFrame {
+            kind: FrameKind::Block,
+            next,
+            num_params,
+            num_results: sig.results().len(),
+            height: self.stack.len() - num_params,
+            exit_reachable: false,
+        });
+        Ok(())
+    }
+
+    pub(super) fn translate_loop(
+        &mut self,
+        blockty: BlockType,
+        offset: usize,
+    ) -> Result<(), CompileError> {
+        let sig = self.block_sig(blockty, offset)?;
+        let num_params = sig.params().len();
+        let header = self.block_with_params(sig.params(), offset)?;
+        let next = self.block_with_params(sig.results(), offset)?;
+        self.stack_block_args(num_params);
+        self.builder.ins().jump(header, &self.block_args);
+        let height = self.stack.len() - num_params;
+        self.stack.truncate(height);
+        self.builder.switch_to_block(header);
+        self.stack.extend_from_slice(self.builder.block_params(header));
+        self.emit_budget_check();
+        self.control.push(ControlFrame {
+            kind: FrameKind::Loop { header },
+            next,
+            num_params,
+            num_results: sig.results().len(),
+            height,
+            exit_reachable: false,
+        });
+        Ok(())
+    }
+
+    pub(super) fn translate_if(
+        &mut self,
+        blockty: BlockType,
+        offset: usize,
+    ) -> Result<(), CompileError> {
+        let sig = self.block_sig(blockty, offset)?;
+        let cond = self.pop1();
+        let num_params = sig.params().len();
+        let next = self.block_with_params(sig.results(), offset)?;
+        let then_block = self.builder.create_block();
+        let else_block = self.builder.create_block();
+        self.builder.ins().brif(cond, then_block, &[], else_block, &[]);
+        self.builder.seal_block(then_block);
+        self.builder.seal_block(else_block);
+        self.builder.switch_to_block(then_block);
+        let height = self.stack.len() - num_params;
+        let else_params = self.stack[height..].to_vec();
+        self.control.push(ControlFrame {
+            kind: FrameKind::If { else_block, else_params, has_else: false },
+            next,
+            num_params,
+            num_results: sig.results().len(),
+            height,
+            exit_reachable: false,
+        });
+        Ok(())
+    }
+
+    pub(super) fn translate_else(&mut self, offset: usize) -> Result<(), CompileError> {
+        let reachable = self.reachable;
+        let Some(frame) = self.control.last_mut() else {
+            return Err(CompileError::invalid("`else` outside of `if`", offset));
+        };
+        let FrameKind::If { else_block, ref mut else_params, ref mut has_else } = frame.kind else {
+            return Err(CompileError::invalid("`else` outside of `if`", offset));
+        };
+        if *has_else {
+            return Err(CompileError::invalid("duplicate `else`", offset));
+        }
+        *has_else = true;
+        let params = std::mem::take(else_params);
+        let (next, num_results, height) = (frame.next, frame.num_results, frame.height);
+        if reachable {
+            frame.exit_reachable = true;
+            self.stack_block_args(num_results);
+            self.builder.ins().jump(next, &self.block_args);
+        }
+        self.stack.truncate(height);
+        self.stack.extend_from_slice(&params);
+        self.builder.switch_to_block(else_block);
+        // The `if` head was reachable (frames are only pushed in reachable code).
+        self.reachable = true;
+        Ok(())
+    }
+
+    pub(super) fn translate_end(&mut self, offset: usize) -> Result<(), CompileError> {
+        let Some(mut frame) = self.control.pop() else {
+            return Err(CompileError::invalid("`end` without a matching block", offset));
+        };
+        match frame.kind {
+            FrameKind::Function => {
+                if self.reachable {
+                    self.emit_return();
+                }
+                if frame.exit_reachable {
+                    self.stack.truncate(frame.height);
+                    self.builder.switch_to_block(frame.next);
+                    self.builder.seal_block(frame.next);
+                    self.stack.extend_from_slice(self.builder.block_params(frame.next));
+                    self.emit_return();
+                }
+                self.stack.clear();
+                self.reachable = false;
+                return Ok(());
+            }
+            FrameKind::Block | FrameKind::Loop { .. } if self.reachable && !frame.exit_reachable => {
+                // Nothing branches to the end of the construct: its results are already on the
+                // stack, so keep going in the current block (`next` is never used).
+                if let FrameKind::Loop { header } = frame.kind {
+                    self.builder.seal_block(header);
+                }
+                return Ok(());
+            }
+            FrameKind::Block => {}
+            FrameKind::Loop { header } => self.builder.seal_block(header),
+            FrameKind::If { else_block, ref else_params, has_else } => {
+                if !has_else {
+                    // The implicit `else` passes the parameters through as results.
+                    if self.reachable {
+                        self.stack_block_args(frame.num_results);
+                        self.builder.ins().jump(frame.next, &self.block_args);
+                    }
+                    self.builder.switch_to_block(else_block);
+                    self.block_args.clear();
+                    self.block_args.extend(else_params.iter().map(|&v| BlockArg::Value(v)));
+                    self.builder.ins().jump(frame.next, &self.block_args);
+                    frame.exit_reachable = true;
+                    self.reachable = false;
+                }
+            }
+        }
+        if self.reachable {
+            frame.exit_reachable = true;
+            self.stack_block_args(frame.num_results);
+            self.builder.ins().jump(frame.next, &self.block_args);
+        }
+        self.stack.truncate(frame.height);
+        if frame.exit_reachable {
+            self.builder.switch_to_block(frame.next);
+            self.builder.seal_block(frame.next);
+            self.stack.extend_from_slice(self.builder.block_params(frame.next));
+            self.reachable = true;
+        } else {
+            self.reachable = false;
+        }
+        Ok(())
+    }
+
+    /// The Cranelift block a branch to relative depth `depth` goes to, and the number of values
+    /// it passes. Marks the target as reachable.
+    fn branch_target(&mut self, depth: u32) -> (Block, usize) {
+        let i = self.control.len() - 1 - depth as usize;
+        let frame = &mut self.control[i];
+        match frame.kind {
+            FrameKind::Loop { header } => (header, frame.num_params),
+            _ => {
+                frame.exit_reachable = true;
+                (frame.next, frame.num_results)
+            }
+        }
+    }
+
+    pub(super) fn translate_br(&mut self, depth: u32) {
+        if depth as usize == self.control.len() - 1 {
+            // A branch to the function body is a return.
+            self.translate_return();
+            return;
+        }
+        let (target, n) = self.branch_target(depth);
+        self.stack_block_args(n);
+        self.builder.ins().jump(target, &self.block_args);
+        self.reachable = false;
+    }
+
+    pub(super) fn translate_br_if(&mut self, depth: u32) {
+        let cond = self.pop1();
+        let (target, n) = self.branch_target(depth);
+        let cont = self.builder.create_block();
+        self.stack_block_args(n);
+        self.builder.ins().brif(cond, target, &self.block_args, cont, &[]);
+        self.builder.seal_block(cont);
+        self.builder.switch_to_block(cont);
+    }
+
+    pub(super) fn translate_br_table(
+        &mut self,
+        table: &BrTable<'_>,
+        offset: usize,
+    ) -> Result<(), CompileError> {
+        let index = self.pop1();
+        let mut depths = Vec::with_capacity(table.len() as usize);
+        for depth in table.targets() {
+            depths.push(depth?);
+        }
+        let default = table.default();
+        for &d in depths.iter().chain(std::iter::once(&default)) {
+            if d as usize >= self.control.len() {
+                return Err(CompileError::invalid(format!("unknown label {d}"), offset));
+            }
+        }
+        let arity = {
+            let frame = &self.control[self.control.len() - 1 - default as usize];
+            match frame.kind {
+                FrameKind::Loop { .. } => frame.num_params,
+                _ => frame.num_results,
+            }
+        };
+
+        if arity == 0 {
+            // Jump-table entries go straight to the targets.
+            let mut calls = Vec::with_capacity(depths.len());
+            for &d in &depths {
+                let (block, _) = self.branch_target(d);
+                calls.push(BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists));
+            }
+            let (block, _) = self.branch_target(default);
+            let default_call = BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists);
+            let jt = self.builder.create_jump_table(JumpTableData::new(default_call, &calls));
+            self.builder.ins().br_table(index, jt);
+        } else {
+            // Targets need arguments: go through one forwarding block per distinct target.
+            let mut forwarders: Vec<(u32, Block)> = Vec::new();
+            let mut forwarder = |this: &mut Self, d: u32| -> Block {
+                if let Some(&(_, b)) = forwarders.iter().find(|(depth, _)| *depth == d) {
+                    return b;
+                }
+                let b = this.builder.create_block();
+                forwarders.push((d, b));
+                b
+            };
+            let mut calls = Vec::with_capacity(depths.len());
+            for &d in &depths {
+                let block = forwarder(self, d);
+                calls.push(BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists));
+            }
+            let block = forwarder(self, default);
+            let default_call = BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists);
+            let jt = self.builder.create_jump_table(JumpTableData::new(default_call, &calls));
+            self.builder.ins().br_table(index, jt);
+            self.stack_block_args(arity);
+            for (d, block) in forwarders {
+                self.builder.seal_block(block);
+                self.builder.switch_to_block(block);
+                let (target, _) = self.branch_target(d);
+                self.builder.ins().jump(target, &self.block_args);
+            }
+        }
+        self.reachable = false;
+        Ok(())
+    }
+
+    pub(super) fn translate_return(&mut self) {
+        self.emit_return();
+        self.reachable = false;
+    }
+
+    /// Returns the top `num_results` stack values from the function.
+    fn emit_return(&mut self) {
+        let start = self.stack.len() - self.num_results;
+        match self.ret_area {
+            Some(ret_area) => {
+                for i in 0..self.num_results {
+                    let v = self.stack[start + i];
+                    let slot = (i * spate_tiers::abi::RET_AREA_SLOT as usize) as i32;
+                    self.builder.ins().store(trusted(), v, ret_area, slot);
+                }
+                self.builder.ins().return_(&[]);
+            }
+            None => {
+                self.builder.ins().return_(&self.stack[start..]);
+            }
+        }
+    }
+
+    /// Decrements this function's tier-up budget and calls the `TierUp` libcall (in a cold
+    /// block) when it goes negative. Emitted at function entry and at every loop header.
+    pub(super) fn emit_budget_check(&mut self) {
+        let budgets = self.vmctx_load(VMCTX_BUDGETS, trusted_readonly());
+        let slot = u64::from(self.def_index) * 4;
+        let addr = if let Ok(off) = i32::try_from(slot) {
+            (budgets, off)
+        } else {
+            (self.builder.ins().iadd_imm_s(budgets, slot as i64), 0)
+        };
+        let budget = self.builder.ins().load(types::I32, trusted(), addr.0, addr.1);
+        let budget = self.builder.ins().iadd_imm_s(budget, -1);
+        self.builder.ins().store(trusted(), budget, addr.0, addr.1);
+        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedLessThan, budget, 0);
+        let cold = self.builder.create_block();
+        let cont = self.builder.create_block();
+        self.builder.set_cold_block(cold);
+        self.builder.ins().brif(exhausted, cold, &[], cont, &[]);
+        self.builder.seal_block(cold);
+        self.builder.seal_block(cont);
+        self.builder.switch_to_block(cold);
+        let index = self.builder.ins().iconst(types::I32, i64::from(self.def_index));
+        self.libcall(Libcall::TierUp, &[index]);
+        self.builder.ins().jump(cont, &[]);
+        self.builder.switch_to_block(cont);
+    }
+}
