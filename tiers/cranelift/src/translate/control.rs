@@ -373,11 +373,11 @@ impl FuncTranslator<'_> {
         self.builder.set_cold_block(cold);
         self.builder.ins().brif(exhausted, cold, &[], cont, &[]);
         self.builder.seal_block(cold);
-        self.builder.seal_block(cont);
         self.builder.switch_to_block(cold);
         let index = self.builder.ins().iconst(types::I32, i64::from(self.def_index));
         self.libcall(Libcall::TierUp, &[index]);
         self.builder.ins().jump(cont, &[]);
+        self.builder.seal_block(cont);
         self.builder.switch_to_block(cont);
     }
 }

@@ -651,19 +651,19 @@ unsafe extern "C" fn lc_raise_trap(_vmctx: *mut u8, code: u32) {
 
 fn libcall_table() -> [usize; Libcall::COUNT] {
     let mut t = [0usize; Libcall::COUNT];
-    t[Libcall::MemoryGrow as usize] = lc_memory_grow as usize;
-    t[Libcall::MemoryFill as usize] = lc_memory_fill as usize;
-    t[Libcall::MemoryCopy as usize] = lc_memory_copy as usize;
-    t[Libcall::MemoryInit as usize] = lc_memory_init as usize;
-    t[Libcall::DataDrop as usize] = lc_data_drop as usize;
-    t[Libcall::TableGet as usize] = lc_table_get as usize;
-    t[Libcall::TableSet as usize] = lc_table_set as usize;
-    t[Libcall::TableGrow as usize] = lc_table_grow as usize;
-    t[Libcall::TableFill as usize] = lc_table_fill as usize;
-    t[Libcall::TableCopy as usize] = lc_table_copy as usize;
-    t[Libcall::TableInit as usize] = lc_table_init as usize;
-    t[Libcall::ElemDrop as usize] = lc_elem_drop as usize;
-    t[Libcall::TierUp as usize] = lc_tier_up as usize;
-    t[Libcall::RaiseTrap as usize] = lc_raise_trap as usize;
+    t[Libcall::MemoryGrow as usize] = lc_memory_grow as *const () as usize;
+    t[Libcall::MemoryFill as usize] = lc_memory_fill as *const () as usize;
+    t[Libcall::MemoryCopy as usize] = lc_memory_copy as *const () as usize;
+    t[Libcall::MemoryInit as usize] = lc_memory_init as *const () as usize;
+    t[Libcall::DataDrop as usize] = lc_data_drop as *const () as usize;
+    t[Libcall::TableGet as usize] = lc_table_get as *const () as usize;
+    t[Libcall::TableSet as usize] = lc_table_set as *const () as usize;
+    t[Libcall::TableGrow as usize] = lc_table_grow as *const () as usize;
+    t[Libcall::TableFill as usize] = lc_table_fill as *const () as usize;
+    t[Libcall::TableCopy as usize] = lc_table_copy as *const () as usize;
+    t[Libcall::TableInit as usize] = lc_table_init as *const () as usize;
+    t[Libcall::ElemDrop as usize] = lc_elem_drop as *const () as usize;
+    t[Libcall::TierUp as usize] = lc_tier_up as *const () as usize;
+    t[Libcall::RaiseTrap as usize] = lc_raise_trap as *const () as usize;
     t
 }
