@@ -62,6 +62,9 @@ impl From<CompileError> for ModuleError {
     }
 }
 
+/// The WebAssembly features the engine accepts: the 2.0 core specification.
+pub const FEATURES: WasmFeatures = WasmFeatures::WASM2;
+
 type CompileResult = (u32, Result<CompiledFunction, CompileError>);
 
 /// Compilation of function bodies, started when the code section begins.
@@ -169,11 +172,16 @@ pub struct ModuleStream {
 impl ModuleStream {
     /// Starts a module.
     pub fn new(engine: &Engine) -> ModuleStream {
+        // The parser and the validator must agree on the feature set: the parser's decoding
+        // depends on it (for example, 32-bit memory limits are read as strict 32-bit LEB128s
+        // only when memory64 is off).
+        let mut parser = Parser::new(0);
+        parser.set_features(FEATURES);
         ModuleStream {
             engine: engine.clone(),
             started: Instant::now(),
-            parser: Parser::new(0),
-            validator: Validator::new_with_features(WasmFeatures::WASM2),
+            parser,
+            validator: Validator::new_with_features(FEATURES),
             buf: Vec::new(),
             pos: 0,
             total: 0,

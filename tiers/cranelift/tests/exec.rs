@@ -243,7 +243,7 @@ fn control_flow() {
             (block $b (result i32)
               (br $b (i32.const 5))
               (i32.add) (drop) (f32.const 1) (drop)
-              (block (loop (if (then (unreachable)) (else (nop)))))
+              (block (loop (if (i32.const 0) (then (unreachable)) (else (nop)))))
               (i32.const 0))
             (if (result i32) (local.get 0)
               (then (return (i32.const 99)) (i32.const 1))

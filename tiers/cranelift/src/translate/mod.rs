@@ -251,6 +251,7 @@ impl<'a> FuncTranslator<'a> {
     /// zero-extended index plus `memarg.offset`, all in 64 bits (so it never wraps). No bounds
     /// check: the memory's guard reservation makes any out-of-bounds access fault, and accesses
     /// with [`Self::heap_flags`] are trap sites.
+    #[allow(dead_code, reason = "interface for operator families (SIMD) that need a plain address")]
     pub(crate) fn heap_addr(&mut self, memarg: &MemArg) -> Value {
         let (addr, offset) = self.heap_addr_and_offset(memarg);
         if offset == 0 { addr } else { self.builder.ins().iadd_imm_s(addr, i64::from(offset)) }

@@ -117,7 +117,7 @@ impl<'a> FuncTranslator<'a> {
 
             // Constants and lane permutations.
             O::V128Const { value } => {
-                let v = self.v128_const(*value.bytes());
+                let v = self.vector_const(I8X16, *value.bytes());
                 self.push_v128(v);
             }
             O::I8x16Shuffle { lanes } => {
@@ -392,7 +392,7 @@ impl<'a> FuncTranslator<'a> {
                 self.simd_unary(F32X4, |b, x| b.ins().fcvt_to_uint_sat(I32X4, x))
             }
             O::I32x4TruncSatF64x2SZero => {
-                let zero = self.vector_zero(I64X2);
+                let zero = self.vector_const(I64X2, [0; V128_BYTES]);
                 self.simd_unary(F64X2, |b, x| {
                     // Saturating to i64 first and then to i32 saturates to i32 directly; NaN
                     // lanes become 0 in the first step. The high half is the zero vector.
@@ -401,7 +401,7 @@ impl<'a> FuncTranslator<'a> {
                 })
             }
             O::I32x4TruncSatF64x2UZero => {
-                let zero = self.vector_zero(I64X2);
+                let zero = self.vector_const(I64X2, [0; V128_BYTES]);
                 self.simd_unary(F64X2, |b, x| {
                     let wide = b.ins().fcvt_to_uint_sat(I64X2, x);
                     b.ins().uunarrow(wide, zero)
@@ -457,26 +457,11 @@ impl<'a> FuncTranslator<'a> {
         self.push(v);
     }
 
-    /// A vector of shape `ty` with every bit clear.
-    fn vector_zero(&mut self, ty: Type) -> Value {
-        let zero = self
-            .builder
-            .func
-            .dfg
-            .constants
-            .insert(ConstantData::from(vec![0; V128_BYTES]));
-        self.builder.ins().vconst(ty, zero)
-    }
-
-    /// An `I8X16` constant with the given bytes, lane 0 first.
-    fn v128_const(&mut self, bytes: [u8; V128_BYTES]) -> Value {
-        let data = self
-            .builder
-            .func
-            .dfg
-            .constants
-            .insert(ConstantData::from(&bytes[..]));
-        self.builder.ins().vconst(I8X16, data)
+    /// A vector constant of shape `ty` with the given bytes (little-endian lane order).
+    fn vector_const(&mut self, ty: Type, bytes: [u8; V128_BYTES]) -> Value {
+        let data = ConstantData::from(&bytes[..]);
+        let constant = self.builder.func.dfg.constants.insert(data);
+        self.builder.ins().vconst(ty, constant)
     }
 
     /// Pops one vector operand as shape `ty`, applies `f` and pushes the resulting vector.

@@ -11,8 +11,8 @@ use spate_tier_cranelift::{CraneliftCompiler, CraneliftOptions, CraneliftTier};
 use spate_tiers::abi::{HostToWasmTrampoline, VMHostFuncContext, ValRaw};
 use spate_tiers::libcall::Libcall;
 use spate_tiers::vmctx::{
-    MEMORY_RESERVATION, VMCONTEXT_MAGIC, VMContext, VMFuncRef, VMGlobal, VMMemory,
-    VMRuntimeLimits, VMTable,
+    MEMORY_RESERVATION, VMCONTEXT_MAGIC, VMContext, VMFuncRef, VMGlobal, VMMemory, VMRuntimeLimits,
+    VMTable,
 };
 use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use wasmparser::{
@@ -29,9 +29,12 @@ pub fn wat(src: &str) -> Vec<u8> {
 
 /// The tier used by the tests: verifier on.
 pub fn compiler() -> CraneliftCompiler {
-    CraneliftTier::new(CraneliftOptions { verify: true, ..CraneliftOptions::default() })
-        .expect("host supported")
-        .compiler()
+    CraneliftTier::new(CraneliftOptions {
+        verify: true,
+        ..CraneliftOptions::default()
+    })
+    .expect("host supported")
+    .compiler()
 }
 
 /// A value of a constant expression.
@@ -43,9 +46,11 @@ fn eval_const(expr: &ConstExpr<'_>, func_refs: &[*const VMFuncRef]) -> ValRaw {
         Operator::F32Const { value } => ValRaw::f32(value.bits()),
         Operator::F64Const { value } => ValRaw::f64(value.bits()),
         Operator::RefNull { .. } => ValRaw::reference(0),
-        Operator::RefFunc { function_index } => {
-            ValRaw::reference(func_refs.get(function_index as usize).map_or(0, |p| *p as usize))
-        }
+        Operator::RefFunc { function_index } => ValRaw::reference(
+            func_refs
+                .get(function_index as usize)
+                .map_or(0, |p| *p as usize),
+        ),
         op => panic!("unsupported constant expression {op:?}"),
     }
 }
@@ -63,7 +68,10 @@ pub fn compile(bytes: &[u8]) -> Result<Module, CompileError> {
     compile_with(&mut compiler(), bytes)
 }
 
-pub fn compile_with(compiler: &mut CraneliftCompiler, bytes: &[u8]) -> Result<Module, CompileError> {
+pub fn compile_with(
+    compiler: &mut CraneliftCompiler,
+    bytes: &[u8],
+) -> Result<Module, CompileError> {
     let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
     let mut info = ModuleInfo::default();
     let mut functions = Vec::new();
@@ -140,7 +148,12 @@ pub fn compile_with(compiler: &mut CraneliftCompiler, bytes: &[u8]) -> Result<Mo
             functions.push(f);
         }
     }
-    Ok(Module { bytes: bytes.to_vec(), info, functions, exports })
+    Ok(Module {
+        bytes: bytes.to_vec(),
+        info,
+        functions,
+        exports,
+    })
 }
 
 /// Executable copy of some machine code.
@@ -237,9 +250,15 @@ impl Instance {
         let mut compiler = compiler();
         let info = &module.info;
         let num_defined = info.num_defined_functions() as usize;
-        let code: Vec<Code> = module.functions.iter().map(|f| Code::new(&f.code)).collect();
-        let entries: Vec<AtomicPtr<u8>> =
-            code.iter().map(|c| AtomicPtr::new(c.ptr() as *mut u8)).collect();
+        let code: Vec<Code> = module
+            .functions
+            .iter()
+            .map(|f| Code::new(&f.code))
+            .collect();
+        let entries: Vec<AtomicPtr<u8>> = code
+            .iter()
+            .map(|c| AtomicPtr::new(c.ptr() as *mut u8))
+            .collect();
         assert_eq!(entries.len(), num_defined);
 
         // Canonical type ids: the first structurally equal type.
@@ -267,15 +286,23 @@ impl Instance {
                 let len = m.initial as usize * PAGE;
                 if len > 0 {
                     // SAFETY: inside our reservation.
-                    let r = unsafe { libc::mprotect(base, len, libc::PROT_READ | libc::PROT_WRITE) };
+                    let r =
+                        unsafe { libc::mprotect(base, len, libc::PROT_READ | libc::PROT_WRITE) };
                     assert_eq!(r, 0);
                 }
                 let base = base.cast::<u8>();
-                (base, Box::new(VMMemory { base, length: len }), m.maximum.unwrap_or(65536))
+                (
+                    base,
+                    Box::new(VMMemory { base, length: len }),
+                    m.maximum.unwrap_or(65536),
+                )
             }
             None => (
                 std::ptr::null_mut(),
-                Box::new(VMMemory { base: std::ptr::null_mut(), length: 0 }),
+                Box::new(VMMemory {
+                    base: std::ptr::null_mut(),
+                    length: 0,
+                }),
                 0,
             ),
         };
@@ -315,10 +342,16 @@ impl Instance {
         let mut host_ctxs = Vec::new();
         let mut host_fns = Vec::new();
         let mut trampoline_code = Vec::new();
-        assert_eq!(imports.len(), info.num_imported_functions as usize, "imports");
+        assert_eq!(
+            imports.len(),
+            info.num_imported_functions as usize,
+            "imports"
+        );
         for (i, f) in imports.into_iter().enumerate() {
             let type_index = info.functions[i];
-            let t = compiler.wasm_to_host_trampoline(&info.types[type_index as usize]).unwrap();
+            let t = compiler
+                .wasm_to_host_trampoline(&info.types[type_index as usize])
+                .unwrap();
             let t = Code::new(&t.code);
             let boxed: Box<HostFn> = Box::new(f);
             let mut ctx = Box::new(VMHostFuncContext {
@@ -344,8 +377,10 @@ impl Instance {
                 type_id: type_ids[type_index as usize],
             }));
         }
-        let func_refs: Vec<*const VMFuncRef> =
-            func_ref_storage.iter().map(|f| &**f as *const VMFuncRef).collect();
+        let func_refs: Vec<*const VMFuncRef> = func_ref_storage
+            .iter()
+            .map(|f| &**f as *const VMFuncRef)
+            .collect();
 
         // Globals, tables, segments.
         let mut globals = Vec::new();
@@ -366,16 +401,20 @@ impl Instance {
                     for e in r {
                         let e = e.unwrap();
                         let items: Vec<usize> = match e.items {
-                            ElementItems::Functions(fs) => {
-                                fs.into_iter().map(|f| func_refs[f.unwrap() as usize] as usize).collect()
-                            }
+                            ElementItems::Functions(fs) => fs
+                                .into_iter()
+                                .map(|f| func_refs[f.unwrap() as usize] as usize)
+                                .collect(),
                             ElementItems::Expressions(_, es) => es
                                 .into_iter()
                                 .map(|x| eval_const(&x.unwrap(), &func_refs).get_reference())
                                 .collect(),
                         };
                         match e.kind {
-                            ElementKind::Active { table_index, offset_expr } => {
+                            ElementKind::Active {
+                                table_index,
+                                offset_expr,
+                            } => {
                                 let t = table_index.unwrap_or(0) as usize;
                                 let off = eval_const(&offset_expr, &func_refs).get_i32() as usize;
                                 table_storage[t][off..off + items.len()].copy_from_slice(&items);
@@ -410,13 +449,21 @@ impl Instance {
             }
         }
         for storage in &mut table_storage {
-            tables.push(Box::new(VMTable { base: storage.as_mut_ptr(), length: storage.len() as u32 }));
+            tables.push(Box::new(VMTable {
+                base: storage.as_mut_ptr(),
+                length: storage.len() as u32,
+            }));
         }
-        let table_ptrs: Vec<*mut VMTable> = tables.iter_mut().map(|t| &mut **t as *mut VMTable).collect();
+        let table_ptrs: Vec<*mut VMTable> = tables
+            .iter_mut()
+            .map(|t| &mut **t as *mut VMTable)
+            .collect();
         state.tables = tables;
         state.table_storage = table_storage;
-        let global_ptrs: Vec<*mut VMGlobal> =
-            globals.iter_mut().map(|g| &mut **g as *mut VMGlobal).collect();
+        let global_ptrs: Vec<*mut VMGlobal> = globals
+            .iter_mut()
+            .map(|g| &mut **g as *mut VMGlobal)
+            .collect();
 
         let limits = Box::new(VMRuntimeLimits { stack_limit: 0 });
         let libcalls = Box::new(libcall_table());
@@ -457,21 +504,29 @@ impl Instance {
 
     /// Calls the exported function `name`.
     pub fn call(&mut self, name: &str, args: &[ValRaw]) -> Vec<ValRaw> {
-        let index = *self.module.exports.get(name).unwrap_or_else(|| panic!("no export {name}"));
+        let index = *self
+            .module
+            .exports
+            .get(name)
+            .unwrap_or_else(|| panic!("no export {name}"));
         let info = &self.module.info;
         let type_index = info.functions[index as usize];
         let ty = info.types[type_index as usize].clone();
         assert_eq!(args.len(), ty.params().len(), "argument count of {name}");
         let compiler = &mut self.compiler;
-        let trampoline = self.trampolines.entry(type_index).or_insert_with(|| {
-            Code::new(&compiler.host_to_wasm_trampoline(&ty).unwrap().code)
-        });
+        let trampoline = self
+            .trampolines
+            .entry(type_index)
+            .or_insert_with(|| Code::new(&compiler.host_to_wasm_trampoline(&ty).unwrap().code));
         // SAFETY: the trampoline was compiled for the HostToWasmTrampoline signature.
         let trampoline: HostToWasmTrampoline = unsafe { std::mem::transmute(trampoline.ptr()) };
         // SAFETY: `func_refs` entries point to live VMFuncRefs and their entries.
         let (code, callee) = unsafe {
             let f = &*self.func_refs[index as usize];
-            ((*f.entry).load(std::sync::atomic::Ordering::Acquire), f.vmctx)
+            (
+                (*f.entry).load(std::sync::atomic::Ordering::Acquire),
+                f.vmctx,
+            )
         };
         let mut values = vec![ValRaw::default(); args.len().max(ty.results().len()).max(1)];
         values[..args.len()].copy_from_slice(args);
@@ -558,7 +613,10 @@ unsafe extern "C" fn lc_memory_grow(vmctx: *mut u8, delta: u32) -> u32 {
 
 fn mem_slice<'a>(s: &'a mut State, at: u32, len: u32) -> &'a mut [u8] {
     let (at, len) = (at as usize, len as usize);
-    assert!(at + len <= s.vmmemory.length, "out of bounds bulk memory access (test runtime)");
+    assert!(
+        at + len <= s.vmmemory.length,
+        "out of bounds bulk memory access (test runtime)"
+    );
     // SAFETY: checked against the accessible length.
     unsafe { std::slice::from_raw_parts_mut(s.memory.add(at), len) }
 }
@@ -626,7 +684,14 @@ unsafe extern "C" fn lc_table_copy(vmctx: *mut u8, dt: u32, st: u32, dst: u32, s
     s.table_storage[dt as usize][dst as usize..(dst + len) as usize].copy_from_slice(&items);
 }
 
-unsafe extern "C" fn lc_table_init(vmctx: *mut u8, table: u32, seg: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn lc_table_init(
+    vmctx: *mut u8,
+    table: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     let items = s.passive_elems[seg as usize][src as usize..(src + len) as usize].to_vec();
