@@ -7,7 +7,7 @@
 # and prints one table with the ratio Spate/Liftoff of throughput (> 1: Spate compiles faster).
 #
 # Usage: scripts/bench-compile.sh [--runs N] [FILE.wasm...]
-#   With no files it benchmarks benches/data/large.wasm (built if missing or stale).
+#   With no files it benchmarks benches/data/large.wasm and sqlite.wasm (built if missing or stale).
 #   Raw rows are kept in target/bench-compile/results.tsv.
 # Assumes scripts/setup.sh has run (scripts/run.sh does that first).
 set -euo pipefail
@@ -28,6 +28,8 @@ done
 if ((${#files[@]} == 0)); then
     benches/build.sh
     files=(benches/data/large.wasm)
+    # sqlite.wasm needs the npm registry to build; benchmark it when it is there.
+    [[ -f benches/data/sqlite.wasm ]] && files+=(benches/data/sqlite.wasm)
 fi
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}

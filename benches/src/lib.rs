@@ -23,8 +23,16 @@ impl Stats {
         let mut sorted = times.to_vec();
         sorted.sort_unstable();
         let n = sorted.len();
-        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2 };
-        Stats { median, min: sorted[0], max: sorted[n - 1] }
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        };
+        Stats {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        }
     }
 }
 

@@ -25,7 +25,9 @@ impl std::str::FromStr for TierMode {
         match s {
             "baseline" => Ok(TierMode::Baseline),
             "optimized" | "tiered" => {
-                anyhow::bail!("tier `{s}` is not available yet: this build has only the `baseline` (Cranelift) tier")
+                anyhow::bail!(
+                    "tier `{s}` is not available yet: this build has only the `baseline` (Cranelift) tier"
+                )
             }
             _ => anyhow::bail!("unknown tier `{s}` (expected `baseline`, `optimized` or `tiered`)"),
         }
@@ -46,7 +48,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tier: TierMode::Baseline,
-            compile_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            compile_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             max_wasm_stack: 512 * 1024,
             tier_up_threshold: 10_000,
             verify: cfg!(debug_assertions),
@@ -139,7 +143,9 @@ pub struct Engine(pub(crate) Arc<EngineInner>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.0.config).finish()
+        f.debug_struct("Engine")
+            .field("config", &self.0.config)
+            .finish()
     }
 }
 
@@ -152,9 +158,14 @@ impl Default for Engine {
 impl Engine {
     /// An engine with the given settings.
     pub fn new(config: &Config) -> Result<Engine> {
-        let options = CraneliftOptions { verify: config.verify, ..CraneliftOptions::default() };
-        let baseline: Arc<dyn Tier> =
-            Arc::new(CraneliftTier::new(options).map_err(|e| anyhow::anyhow!("cannot set up the baseline tier: {e}"))?);
+        let options = CraneliftOptions {
+            verify: config.verify,
+            ..CraneliftOptions::default()
+        };
+        let baseline: Arc<dyn Tier> = Arc::new(
+            CraneliftTier::new(options)
+                .map_err(|e| anyhow::anyhow!("cannot set up the baseline tier: {e}"))?,
+        );
         Ok(Engine(Arc::new(EngineInner {
             config: config.clone(),
             baseline,
@@ -199,22 +210,44 @@ impl Engine {
 
     /// The trampolines for signature `id`, compiled on first use.
     pub(crate) fn trampolines(&self, id: u32) -> Result<Arc<Trampolines>> {
-        if let Some(t) = self.0.trampolines.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        if let Some(t) = self
+            .0
+            .trampolines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
             return Ok(t.clone());
         }
         let ty = self.func_type(id).to_wasmparser();
         let mut compiler = self.0.baseline.new_compiler();
-        let h2w = compiler.host_to_wasm_trampoline(&ty).context("compiling a host-to-wasm trampoline")?;
-        let w2h = compiler.wasm_to_host_trampoline(&ty).context("compiling a wasm-to-host trampoline")?;
-        let code = CodeMemory::new(vec![(u32::MAX, h2w), (u32::MAX, w2h)]).context("allocating code memory")?;
+        let h2w = compiler
+            .host_to_wasm_trampoline(&ty)
+            .context("compiling a host-to-wasm trampoline")?;
+        let w2h = compiler
+            .wasm_to_host_trampoline(&ty)
+            .context("compiling a wasm-to-host trampoline")?;
+        let code = CodeMemory::new(vec![(u32::MAX, h2w), (u32::MAX, w2h)])
+            .context("allocating code memory")?;
         // SAFETY: function 0 of `code` was compiled as a host-to-wasm trampoline with exactly the
         // `HostToWasmTrampoline` signature; `code` lives as long as the returned `Trampolines`.
         let host_to_wasm = unsafe {
-            std::mem::transmute::<*const u8, spate_tiers::abi::HostToWasmTrampoline>(code.function_ptr(0))
+            std::mem::transmute::<*const u8, spate_tiers::abi::HostToWasmTrampoline>(
+                code.function_ptr(0),
+            )
         };
         let wasm_to_host = code.function_ptr(1);
-        let t = Arc::new(Trampolines { _code: code, host_to_wasm, wasm_to_host });
-        self.0.trampolines.lock().unwrap_or_else(|e| e.into_inner()).entry(id).or_insert(t.clone());
+        let t = Arc::new(Trampolines {
+            _code: code,
+            host_to_wasm,
+            wasm_to_host,
+        });
+        self.0
+            .trampolines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_insert(t.clone());
         Ok(t)
     }
 

@@ -26,19 +26,35 @@ pub enum Extern {
 impl Extern {
     /// The function, if this is one.
     pub fn into_func(self) -> Option<Func> {
-        if let Extern::Func(f) = self { Some(f) } else { None }
+        if let Extern::Func(f) = self {
+            Some(f)
+        } else {
+            None
+        }
     }
     /// The global, if this is one.
     pub fn into_global(self) -> Option<Global> {
-        if let Extern::Global(g) = self { Some(g) } else { None }
+        if let Extern::Global(g) = self {
+            Some(g)
+        } else {
+            None
+        }
     }
     /// The table, if this is one.
     pub fn into_table(self) -> Option<Table> {
-        if let Extern::Table(t) = self { Some(t) } else { None }
+        if let Extern::Table(t) = self {
+            Some(t)
+        } else {
+            None
+        }
     }
     /// The memory, if this is one.
     pub fn into_memory(self) -> Option<Memory> {
-        if let Extern::Memory(m) = self { Some(m) } else { None }
+        if let Extern::Memory(m) = self {
+            Some(m)
+        } else {
+            None
+        }
     }
 
     /// The object's type.
@@ -70,7 +86,10 @@ impl Extern {
             }
             Extern::Memory(m) => {
                 let d = &store.memories[m.index];
-                ExternType::Memory(MemoryType::new(d.pages() as u32, d.declared_maximum().map(|m| m as u32)))
+                ExternType::Memory(MemoryType::new(
+                    d.pages() as u32,
+                    d.declared_maximum().map(|m| m as u32),
+                ))
             }
         }
     }
@@ -109,8 +128,13 @@ impl Memory {
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let ctx = store.as_context_mut();
         let store = &mut ctx.0.opaque;
-        store.memories.push(Box::new(LinearMemory::new(ty.minimum(), ty.maximum())?));
-        Ok(Memory { store: store.id, index: store.memories.len() - 1 })
+        store
+            .memories
+            .push(Box::new(LinearMemory::new(ty.minimum(), ty.maximum())?));
+        Ok(Memory {
+            store: store.id,
+            index: store.memories.len() - 1,
+        })
     }
 
     fn get<'a>(&self, store: &'a StoreOpaque) -> &'a LinearMemory {
@@ -136,7 +160,10 @@ impl Memory {
     }
 
     /// The memory's bytes, mutably.
-    pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::StoreContextMut<'a, T>>) -> &'a mut [u8] {
+    pub fn data_mut<'a, T: 'a>(
+        &self,
+        store: impl Into<crate::StoreContextMut<'a, T>>,
+    ) -> &'a mut [u8] {
         let ctx: crate::StoreContextMut<'a, T> = store.into();
         let opaque: &'a mut StoreOpaque = &mut ctx.0.opaque;
         opaque.check(self.store, "memory");
@@ -147,7 +174,10 @@ impl Memory {
     pub fn read(&self, store: impl AsContext, offset: usize, buf: &mut [u8]) -> Result<()> {
         let ctx = store.as_context();
         let data = self.get(&ctx.0.opaque).data();
-        let Some(src) = offset.checked_add(buf.len()).and_then(|end| data.get(offset..end)) else {
+        let Some(src) = offset
+            .checked_add(buf.len())
+            .and_then(|end| data.get(offset..end))
+        else {
             bail!("out of bounds memory access");
         };
         buf.copy_from_slice(src);
@@ -160,7 +190,10 @@ impl Memory {
         let opaque = &mut ctx.0.opaque;
         opaque.check(self.store, "memory");
         let data = opaque.memories[self.index].data_mut();
-        let Some(dst) = offset.checked_add(buf.len()).and_then(|end| data.get_mut(offset..end)) else {
+        let Some(dst) = offset
+            .checked_add(buf.len())
+            .and_then(|end| data.get_mut(offset..end))
+        else {
             bail!("out of bounds memory access");
         };
         dst.copy_from_slice(buf);
@@ -197,7 +230,10 @@ impl Table {
         init.check_type(ty.element(), "table initial value")?;
         let raw = init.to_raw(store).get_reference();
         store.tables.push(Box::new(TableData::new(ty, raw)?));
-        Ok(Table { store: store.id, index: store.tables.len() - 1 })
+        Ok(Table {
+            store: store.id,
+            index: store.tables.len() - 1,
+        })
     }
 
     /// Current number of elements.
@@ -234,7 +270,10 @@ impl Table {
         opaque.check(self.store, "table");
         val.check_type(opaque.tables[self.index].ty.element(), "table element")?;
         let raw = val.to_raw(opaque).get_reference();
-        match opaque.tables[self.index].elements_mut().get_mut(index as usize) {
+        match opaque.tables[self.index]
+            .elements_mut()
+            .get_mut(index as usize)
+        {
             Some(slot) => {
                 *slot = raw;
                 Ok(())
@@ -271,8 +310,14 @@ impl Global {
         let store = &mut ctx.0.opaque;
         val.check_type(ty.content(), "global value")?;
         let raw = val.to_raw(store);
-        store.globals.push(Box::new(GlobalData { ty, cell: VMGlobal { bytes: raw.0 } }));
-        Ok(Global { store: store.id, index: store.globals.len() - 1 })
+        store.globals.push(Box::new(GlobalData {
+            ty,
+            cell: VMGlobal { bytes: raw.0 },
+        }));
+        Ok(Global {
+            store: store.id,
+            index: store.globals.len() - 1,
+        })
     }
 
     /// The global's type.

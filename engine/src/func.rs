@@ -1,15 +1,15 @@
 //! Functions: calling wasm from the host ([`Func::call`], [`TypedFunc`]) and host functions
 //! callable from wasm ([`Func::new`], [`Func::wrap`]).
 
+use crate::Trap;
 use crate::externals::Extern;
 use crate::store::{AsContext, AsContextMut, StoreInner, StoreOpaque};
 use crate::types::{FuncType, ValType};
 use crate::values::{ExternRef, Val};
 use crate::vm::instance::InstanceData;
 use crate::vm::traphandlers::{self, UnwindReason, catch_traps, raise};
-use crate::Trap;
 use anyhow::{Result, bail};
-use spate_tiers::abi::{ValRaw, VMHostFuncContext};
+use spate_tiers::abi::{VMHostFuncContext, ValRaw};
 use spate_tiers::vmctx::{VMContext, VMFuncRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -23,7 +23,8 @@ pub struct Func {
 }
 
 /// The host closure behind a host function.
-pub(crate) type HostClosure<T> = Box<dyn Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync>;
+pub(crate) type HostClosure<T> =
+    Box<dyn Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync>;
 
 /// A host function's runtime data. Boxed by the store; self-referential pointers are set once
 /// it has its final address.
@@ -96,9 +97,14 @@ impl<'a, T> From<&'a mut Caller<'_, T>> for crate::StoreContext<'a, T> {
 }
 
 /// Calls `funcref` with `values` (parameters in, results out) from the host.
-pub(crate) fn invoke_raw(store: &mut StoreOpaque, funcref: *const VMFuncRef, values: &mut [ValRaw]) -> Result<()> {
+pub(crate) fn invoke_raw(
+    store: &mut StoreOpaque,
+    funcref: *const VMFuncRef,
+    values: &mut [ValRaw],
+) -> Result<()> {
     // SAFETY: `funcref` belongs to this store (checked by callers) and lives as long as it.
-    let (entry, callee_vmctx, type_id) = unsafe { ((*funcref).entry, (*funcref).vmctx, (*funcref).type_id) };
+    let (entry, callee_vmctx, type_id) =
+        unsafe { ((*funcref).entry, (*funcref).vmctx, (*funcref).type_id) };
     let tramp = store.engine.trampolines(type_id)?;
     // SAFETY: the entry is an AtomicPtr in a module or host function owned by the store.
     let code = unsafe { (*entry).load(Ordering::Acquire) } as *const u8;
@@ -131,10 +137,16 @@ pub(crate) fn invoke_raw(store: &mut StoreOpaque, funcref: *const VMFuncRef, val
 /// The error value of a trap: downcasts to [`Trap`], displays with its location.
 pub(crate) fn trap_error(code: Trap, pc: Option<traphandlers::TrapPc>) -> anyhow::Error {
     let loc = match pc {
-        Some(traphandlers::TrapPc { func_index, wasm_offset: Some(off) }) => {
+        Some(traphandlers::TrapPc {
+            func_index,
+            wasm_offset: Some(off),
+        }) => {
             format!(" (in wasm function {func_index} at byte offset {off:#x})")
         }
-        Some(traphandlers::TrapPc { func_index, wasm_offset: None }) => format!(" (in wasm function {func_index})"),
+        Some(traphandlers::TrapPc {
+            func_index,
+            wasm_offset: None,
+        }) => format!(" (in wasm function {func_index})"),
         None => String::new(),
     };
     anyhow::Error::new(code).context(format!("wasm trap: {code}{loc}"))
@@ -149,7 +161,8 @@ impl Func {
     ) -> Func {
         let closure: HostClosure<T> = Box::new(f);
         let ctx = store.as_context_mut();
-        Func::from_closure(&mut ctx.0.opaque, ty, closure).expect("compiling a host function trampoline")
+        Func::from_closure(&mut ctx.0.opaque, ty, closure)
+            .expect("compiling a host function trampoline")
     }
 
     /// A host function from a Rust closure whose argument and result types are wasm types
@@ -161,16 +174,28 @@ impl Func {
     ) -> Func {
         let (ty, closure) = f.into_func();
         let ctx = store.as_context_mut();
-        Func::from_closure(&mut ctx.0.opaque, ty, closure).expect("compiling a host function trampoline")
+        Func::from_closure(&mut ctx.0.opaque, ty, closure)
+            .expect("compiling a host function trampoline")
     }
 
-    pub(crate) fn from_closure<T: 'static>(store: &mut StoreOpaque, ty: FuncType, closure: HostClosure<T>) -> Result<Func> {
+    pub(crate) fn from_closure<T: 'static>(
+        store: &mut StoreOpaque,
+        ty: FuncType,
+        closure: HostClosure<T>,
+    ) -> Result<Func> {
         let type_id = store.engine.type_id(&ty);
         let tramp = store.engine.trampolines(type_id)?;
         let mut data = Box::new(HostFuncData {
-            ctx: VMHostFuncContext { func: host_shim::<T>, data: std::ptr::null_mut() },
+            ctx: VMHostFuncContext {
+                func: host_shim::<T>,
+                data: std::ptr::null_mut(),
+            },
             entry: AtomicPtr::new(tramp.wasm_to_host as *mut u8),
-            funcref: VMFuncRef { entry: std::ptr::null(), vmctx: std::ptr::null_mut(), type_id },
+            funcref: VMFuncRef {
+                entry: std::ptr::null(),
+                vmctx: std::ptr::null_mut(),
+                type_id,
+            },
             ty,
             closure: Box::new(closure),
             _trampolines: tramp,
@@ -181,7 +206,10 @@ impl Func {
         data.funcref.vmctx = &mut data.ctx as *mut VMHostFuncContext as *mut u8;
         let ptr = &data.funcref as *const VMFuncRef as usize;
         store.host_funcs.push(data);
-        Ok(Func { store: store.id, ptr })
+        Ok(Func {
+            store: store.id,
+            ptr,
+        })
     }
 
     fn funcref(&self) -> &VMFuncRef {
@@ -198,16 +226,29 @@ impl Func {
     }
 
     /// Calls the function. `results` must have one slot per result.
-    pub fn call(&self, mut store: impl AsContextMut, params: &[Val], results: &mut [Val]) -> Result<()> {
+    pub fn call(
+        &self,
+        mut store: impl AsContextMut,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<()> {
         let ctx = store.as_context_mut();
         let store = &mut ctx.0.opaque;
         store.check(self.store, "function");
         let ty = store.engine.func_type(self.funcref().type_id);
         if params.len() != ty.params().len() {
-            bail!("function expects {} arguments, got {}", ty.params().len(), params.len());
+            bail!(
+                "function expects {} arguments, got {}",
+                ty.params().len(),
+                params.len()
+            );
         }
         if results.len() != ty.results().len() {
-            bail!("function returns {} results, but {} result slots were given", ty.results().len(), results.len());
+            bail!(
+                "function returns {} results, but {} result slots were given",
+                ty.results().len(),
+                results.len()
+            );
         }
         let mut values = vec![ValRaw::default(); params.len().max(results.len())];
         for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
@@ -222,12 +263,18 @@ impl Func {
     }
 
     /// A statically typed view of the function; fails if the types differ.
-    pub fn typed<P: WasmParams, R: WasmResults>(&self, store: impl AsContext) -> Result<TypedFunc<P, R>> {
+    pub fn typed<P: WasmParams, R: WasmResults>(
+        &self,
+        store: impl AsContext,
+    ) -> Result<TypedFunc<P, R>> {
         let ty = self.ty(store);
         if !P::matches(ty.params()) || !R::matches(ty.results()) {
             bail!("function type mismatch: the function has type {ty}");
         }
-        Ok(TypedFunc { func: *self, _marker: std::marker::PhantomData })
+        Ok(TypedFunc {
+            func: *self,
+            _marker: std::marker::PhantomData,
+        })
     }
 }
 
@@ -236,19 +283,49 @@ impl Func {
 /// # Safety
 /// `ctx` must be the context of a live `HostFuncData` created in a `Store<T>`, and
 /// `caller_vmctx` a context of that same store.
-unsafe fn host_call<T: 'static>(ctx: *mut VMHostFuncContext, caller_vmctx: *mut u8, values: *mut ValRaw, len: usize) -> Result<()> {
+unsafe fn host_call<T: 'static>(
+    ctx: *mut VMHostFuncContext,
+    caller_vmctx: *mut u8,
+    values: *mut ValRaw,
+    len: usize,
+) -> Result<()> {
     // SAFETY: per the function's contract.
-    let (data, vmctx) = unsafe { (&*((*ctx).data as *const HostFuncData), &*(caller_vmctx as *const VMContext)) };
+    let (data, vmctx) = unsafe {
+        (
+            &*((*ctx).data as *const HostFuncData),
+            &*(caller_vmctx as *const VMContext),
+        )
+    };
     // SAFETY: `store` of any context of a `Store<T>` points to its `StoreInner<T>`, which is
     // not otherwise borrowed while wasm runs.
     let store = unsafe { &mut *(vmctx.store as *mut StoreInner<T>) };
     // SAFETY: the trampoline passes an array of `len` slots.
     let values = unsafe { std::slice::from_raw_parts_mut(values, len) };
-    let closure = data.closure.downcast_ref::<HostClosure<T>>().expect("host function called from a store of another type");
-    let params: Vec<Val> =
-        data.ty.params().iter().enumerate().map(|(i, t)| Val::from_raw(values[i], *t, &store.opaque)).collect();
-    let mut results: Vec<Val> = data.ty.results().iter().map(|t| Val::default_for(*t)).collect();
-    closure(Caller { store: &mut *store, instance: vmctx.instance as *mut InstanceData }, &params, &mut results)?;
+    let closure = data
+        .closure
+        .downcast_ref::<HostClosure<T>>()
+        .expect("host function called from a store of another type");
+    let params: Vec<Val> = data
+        .ty
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Val::from_raw(values[i], *t, &store.opaque))
+        .collect();
+    let mut results: Vec<Val> = data
+        .ty
+        .results()
+        .iter()
+        .map(|t| Val::default_for(*t))
+        .collect();
+    closure(
+        Caller {
+            store: &mut *store,
+            instance: vmctx.instance as *mut InstanceData,
+        },
+        &params,
+        &mut results,
+    )?;
     for (i, (r, t)) in results.iter().zip(data.ty.results()).enumerate() {
         r.check_type(*t, &format!("host function result {i}"))?;
         values[i] = r.to_raw(&mut store.opaque);
@@ -258,7 +335,12 @@ unsafe fn host_call<T: 'static>(ctx: *mut VMHostFuncContext, caller_vmctx: *mut 
 
 /// The [`HostFunc`](spate_tiers::abi::HostFunc) of every host function created in a
 /// `Store<T>`: runs the closure and turns an error or panic into an unwind to the host entry.
-unsafe extern "C" fn host_shim<T: 'static>(ctx: *mut VMHostFuncContext, caller_vmctx: *mut u8, values: *mut ValRaw, len: usize) {
+unsafe extern "C" fn host_shim<T: 'static>(
+    ctx: *mut VMHostFuncContext,
+    caller_vmctx: *mut u8,
+    values: *mut ValRaw,
+    len: usize,
+) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: called by a wasm-to-host trampoline with a context created in `from_closure`.
         unsafe { host_call::<T>(ctx, caller_vmctx, values, len) }
@@ -487,9 +569,3 @@ into_func!(A1, A2, A3, A4, A5);
 into_func!(A1, A2, A3, A4, A5, A6);
 into_func!(A1, A2, A3, A4, A5, A6, A7);
 into_func!(A1, A2, A3, A4, A5, A6, A7, A8);
-
-/// Runs `f` and reports whether it trapped with `code` (test helper).
-#[cfg(test)]
-pub(crate) fn is_trap(e: &anyhow::Error, code: Trap) -> bool {
-    e.downcast_ref::<Trap>() == Some(&code)
-}

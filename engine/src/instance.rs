@@ -18,11 +18,18 @@ impl Instance {
     ///
     /// Fails with a [`LinkError`](crate::LinkError) if an import is missing or has the wrong
     /// type, and with a [`Trap`](crate::Trap) if initialisation or the start function traps.
-    pub fn new(mut store: impl AsContextMut, module: &Module, imports: &[Extern]) -> Result<Instance> {
+    pub fn new(
+        mut store: impl AsContextMut,
+        module: &Module,
+        imports: &[Extern],
+    ) -> Result<Instance> {
         let ctx = store.as_context_mut();
         let opaque = &mut ctx.0.opaque;
         let index = crate::vm::instance::instantiate(opaque, module, imports)?;
-        Ok(Instance { store: opaque.id, index })
+        Ok(Instance {
+            store: opaque.id,
+            index,
+        })
     }
 
     /// The export called `name`.
@@ -41,7 +48,12 @@ impl Instance {
         let opaque = &ctx.0.opaque;
         opaque.check(self.store, "instance");
         let inst = &opaque.instances[self.index];
-        inst.module.0.exports.iter().map(|(n, idx)| (n.clone(), inst.export(opaque.id, *idx))).collect()
+        inst.module
+            .0
+            .exports
+            .iter()
+            .map(|(n, idx)| (n.clone(), inst.export(opaque.id, *idx)))
+            .collect()
     }
 
     /// The exported function called `name`.
@@ -50,10 +62,17 @@ impl Instance {
     }
 
     /// The exported function called `name`, with static types.
-    pub fn get_typed_func<P: WasmParams, R: WasmResults>(&self, store: impl AsContext, name: &str) -> Result<TypedFunc<P, R>> {
+    pub fn get_typed_func<P: WasmParams, R: WasmResults>(
+        &self,
+        store: impl AsContext,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>> {
         let ctx = store.as_context();
-        let f = self.get_func(&ctx, name).with_context(|| format!("no exported function `{name}`"))?;
-        f.typed::<P, R>(&ctx).with_context(|| format!("exported function `{name}`"))
+        let f = self
+            .get_func(&ctx, name)
+            .with_context(|| format!("no exported function `{name}`"))?;
+        f.typed::<P, R>(&ctx)
+            .with_context(|| format!("exported function `{name}`"))
     }
 
     /// The exported memory called `name`.

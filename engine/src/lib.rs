@@ -57,7 +57,10 @@ pub use module::Module;
 pub use spate_tiers::TrapCode as Trap;
 pub use store::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
 pub use stream::{ModuleError, ModuleStream};
-pub use types::{ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, Mutability, TableType, ValType};
+pub use types::{
+    ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, Mutability, TableType,
+    ValType,
+};
 pub use values::{ExternRef, Val};
 
 /// An import could not be satisfied: missing, or of the wrong type.

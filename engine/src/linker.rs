@@ -37,14 +37,20 @@ pub struct Linker<T> {
 
 impl<T> std::fmt::Debug for Linker<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Linker").field("definitions", &self.defs.len()).finish()
+        f.debug_struct("Linker")
+            .field("definitions", &self.defs.len())
+            .finish()
     }
 }
 
 impl<T: 'static> Linker<T> {
     /// An empty linker.
     pub fn new(engine: &Engine) -> Linker<T> {
-        Linker { engine: engine.clone(), defs: HashMap::new(), shadowing: false }
+        Linker {
+            engine: engine.clone(),
+            defs: HashMap::new(),
+            shadowing: false,
+        }
     }
 
     /// The engine.
@@ -68,7 +74,12 @@ impl<T: 'static> Linker<T> {
     }
 
     /// Defines a host function from a closure over wasm types (see [`Func::wrap`]).
-    pub fn func_wrap<Params, Results>(&mut self, module: &str, name: &str, f: impl IntoFunc<T, Params, Results>) -> Result<&mut Self> {
+    pub fn func_wrap<Params, Results>(
+        &mut self,
+        module: &str,
+        name: &str,
+        f: impl IntoFunc<T, Params, Results>,
+    ) -> Result<&mut Self> {
         let (ty, closure) = f.into_func();
         self.insert(module, name, Definition::Host(ty, Arc::new(closure)))
     }
@@ -85,14 +96,29 @@ impl<T: 'static> Linker<T> {
     }
 
     /// Defines `module::name` as an object of a store.
-    pub fn define(&mut self, store: impl AsContext<Data = T>, module: &str, name: &str, item: impl Into<Extern>) -> Result<&mut Self> {
+    pub fn define(
+        &mut self,
+        store: impl AsContext<Data = T>,
+        module: &str,
+        name: &str,
+        item: impl Into<Extern>,
+    ) -> Result<&mut Self> {
         let item = item.into();
-        store.as_context().0.opaque.check(item.store_id(), "definition");
+        store
+            .as_context()
+            .0
+            .opaque
+            .check(item.store_id(), "definition");
         self.insert(module, name, Definition::Extern(item))
     }
 
     /// Defines every export of `instance` under `module_name`.
-    pub fn instance(&mut self, store: impl AsContextMut<Data = T>, module_name: &str, instance: Instance) -> Result<&mut Self> {
+    pub fn instance(
+        &mut self,
+        store: impl AsContextMut<Data = T>,
+        module_name: &str,
+        instance: Instance,
+    ) -> Result<&mut Self> {
         for (name, ext) in instance.exports(&store) {
             self.insert(module_name, &name, Definition::Extern(ext))?;
         }
@@ -100,13 +126,19 @@ impl<T: 'static> Linker<T> {
     }
 
     /// The object defined as `module::name`, created in `store` if it is a host function.
-    pub fn get(&self, mut store: impl AsContextMut<Data = T>, module: &str, name: &str) -> Option<Extern> {
+    pub fn get(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &str,
+        name: &str,
+    ) -> Option<Extern> {
         let def = self.defs.get(&(module.to_string(), name.to_string()))?;
         Some(match def {
             Definition::Extern(e) => *e,
             Definition::Host(ty, closure) => {
                 let closure = closure.clone();
-                let f: HostClosure<T> = Box::new(move |caller, params, results| closure(caller, params, results));
+                let f: HostClosure<T> =
+                    Box::new(move |caller, params, results| closure(caller, params, results));
                 let ctx = store.as_context_mut();
                 Extern::Func(Func::from_closure(&mut ctx.0.opaque, ty.clone(), f).ok()?)
             }
@@ -114,13 +146,22 @@ impl<T: 'static> Linker<T> {
     }
 
     /// Instantiates `module`, resolving each import by its module and field name.
-    pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>, module: &Module) -> Result<Instance> {
+    pub fn instantiate(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &Module,
+    ) -> Result<Instance> {
         let mut imports = Vec::new();
         for imp in module.imports() {
             match self.get(&mut store, imp.module(), imp.name()) {
                 Some(e) => imports.push(e),
                 None => {
-                    return Err(LinkError(format!("unknown import: `{}::{}` has not been defined", imp.module(), imp.name())).into());
+                    return Err(LinkError(format!(
+                        "unknown import: `{}::{}` has not been defined",
+                        imp.module(),
+                        imp.name()
+                    ))
+                    .into());
                 }
             }
         }

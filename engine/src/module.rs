@@ -4,7 +4,9 @@
 use crate::code::CodeMemory;
 use crate::engine::Engine;
 use crate::stream::ModuleStream;
-use crate::types::{ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, TableType};
+use crate::types::{
+    ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, TableType,
+};
 use anyhow::Result;
 use spate_tiers::ModuleInfo;
 use std::sync::Arc;
@@ -141,12 +143,19 @@ impl Module {
 
     /// The module's imports, in order.
     pub fn imports(&self) -> impl Iterator<Item = ImportType<'_>> {
-        self.0.imports.iter().map(|i| ImportType { module: &i.module, name: &i.name, ty: self.entity_type(i.index) })
+        self.0.imports.iter().map(|i| ImportType {
+            module: &i.module,
+            name: &i.name,
+            ty: self.entity_type(i.index),
+        })
     }
 
     /// The module's exports, in order.
     pub fn exports(&self) -> impl Iterator<Item = ExportType<'_>> {
-        self.0.exports.iter().map(|(name, idx)| ExportType { name, ty: self.entity_type(*idx) })
+        self.0.exports.iter().map(|(name, idx)| ExportType {
+            name,
+            ty: self.entity_type(*idx),
+        })
     }
 
     /// Number of functions, imported and defined.
@@ -177,7 +186,9 @@ impl Module {
     pub(crate) fn entity_type(&self, idx: EntityIndex) -> ExternType {
         let m = &self.0;
         match idx {
-            EntityIndex::Func(i) => ExternType::Func(m.func_types[m.info.functions[i as usize] as usize].clone()),
+            EntityIndex::Func(i) => {
+                ExternType::Func(m.func_types[m.info.functions[i as usize] as usize].clone())
+            }
             EntityIndex::Table(i) => ExternType::Table(m.table_types[i as usize]),
             EntityIndex::Memory(i) => ExternType::Memory(m.memory_types[i as usize]),
             EntityIndex::Global(i) => ExternType::Global(m.global_types[i as usize]),

@@ -7,12 +7,12 @@
 
 use crate::engine::Engine;
 use crate::func::HostFuncData;
+use crate::types::GlobalType;
 use crate::values::ExternRef;
 use crate::vm::instance::InstanceData;
 use crate::vm::libcalls;
 use crate::vm::memory::LinearMemory;
 use crate::vm::table::TableData;
-use crate::types::GlobalType;
 use spate_tiers::vmctx::{VMCONTEXT_MAGIC, VMContext, VMGlobal, VMRuntimeLimits};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,10 @@ pub(crate) struct GlobalData {
 }
 
 /// The part of a store that does not depend on the host data type.
+///
+/// Objects are boxed inside the vectors on purpose: compiled code and other objects hold raw
+/// pointers to them, so they must not move when a vector grows.
+#[allow(clippy::vec_box)]
 pub(crate) struct StoreOpaque {
     pub id: u64,
     pub engine: Engine,
@@ -50,7 +54,10 @@ unsafe impl Send for StoreOpaque {}
 impl StoreOpaque {
     /// Panics with a clear message if a handle from another store is used here.
     pub fn check(&self, store_id: u64, what: &str) {
-        assert_eq!(store_id, self.id, "a {what} from one store was used with another store");
+        assert_eq!(
+            store_id, self.id,
+            "a {what} from one store was used with another store"
+        );
     }
 
     /// The handle (non-zero) that represents `r` inside wasm.
@@ -67,7 +74,10 @@ impl StoreOpaque {
 
     /// The external reference behind a non-zero handle.
     pub fn externref(&self, handle: usize) -> Option<ExternRef> {
-        handle.checked_sub(1).and_then(|i| self.externrefs.get(i)).cloned()
+        handle
+            .checked_sub(1)
+            .and_then(|i| self.externrefs.get(i))
+            .cloned()
     }
 }
 
@@ -87,7 +97,9 @@ pub struct Store<T> {
 
 impl<T> std::fmt::Debug for Store<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("id", &self.inner.opaque.id).finish()
+        f.debug_struct("Store")
+            .field("id", &self.inner.opaque.id)
+            .finish()
     }
 }
 

@@ -78,8 +78,14 @@ pub struct FuncType {
 
 impl FuncType {
     /// A function type with the given parameters and results.
-    pub fn new(params: impl IntoIterator<Item = ValType>, results: impl IntoIterator<Item = ValType>) -> FuncType {
-        FuncType { params: params.into_iter().collect(), results: results.into_iter().collect() }
+    pub fn new(
+        params: impl IntoIterator<Item = ValType>,
+        results: impl IntoIterator<Item = ValType>,
+    ) -> FuncType {
+        FuncType {
+            params: params.into_iter().collect(),
+            results: results.into_iter().collect(),
+        }
     }
 
     /// The parameter types.
@@ -94,8 +100,16 @@ impl FuncType {
 
     pub(crate) fn from_wasmparser(t: &wp::FuncType) -> anyhow::Result<FuncType> {
         Ok(FuncType {
-            params: t.params().iter().map(|&p| ValType::from_wasmparser(p)).collect::<Result<_, _>>()?,
-            results: t.results().iter().map(|&p| ValType::from_wasmparser(p)).collect::<Result<_, _>>()?,
+            params: t
+                .params()
+                .iter()
+                .map(|&p| ValType::from_wasmparser(p))
+                .collect::<Result<_, _>>()?,
+            results: t
+                .results()
+                .iter()
+                .map(|&p| ValType::from_wasmparser(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -109,8 +123,18 @@ impl FuncType {
 
 impl std::fmt::Display for FuncType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let list = |v: &[ValType]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ");
-        write!(f, "(func (param {}) (result {}))", list(&self.params), list(&self.results))
+        let list = |v: &[ValType]| {
+            v.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        write!(
+            f,
+            "(func (param {}) (result {}))",
+            list(&self.params),
+            list(&self.results)
+        )
     }
 }
 
@@ -133,7 +157,10 @@ pub struct GlobalType {
 impl GlobalType {
     /// A global type.
     pub fn new(content: ValType, mutability: Mutability) -> GlobalType {
-        GlobalType { content, mutability }
+        GlobalType {
+            content,
+            mutability,
+        }
     }
     /// The value type.
     pub fn content(&self) -> ValType {
@@ -149,7 +176,11 @@ impl GlobalType {
         }
         Ok(GlobalType {
             content: ValType::from_wasmparser(t.content_type)?,
-            mutability: if t.mutable { Mutability::Var } else { Mutability::Const },
+            mutability: if t.mutable {
+                Mutability::Var
+            } else {
+                Mutability::Const
+            },
         })
     }
 }
@@ -201,7 +232,10 @@ pub struct MemoryType {
 impl MemoryType {
     /// A 32-bit memory type.
     pub fn new(min: u32, max: Option<u32>) -> MemoryType {
-        MemoryType { min: min as u64, max: max.map(|m| m as u64) }
+        MemoryType {
+            min: min as u64,
+            max: max.map(|m| m as u64),
+        }
     }
     /// Minimum pages.
     pub fn minimum(&self) -> u64 {
@@ -215,7 +249,53 @@ impl MemoryType {
         if t.memory64 || t.shared || t.page_size_log2.is_some() {
             anyhow::bail!("64-bit, shared and custom-page-size memories are not supported yet");
         }
-        Ok(MemoryType { min: t.initial, max: t.maximum })
+        Ok(MemoryType {
+            min: t.initial,
+            max: t.maximum,
+        })
+    }
+}
+
+impl std::fmt::Display for GlobalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mutability {
+            Mutability::Const => write!(f, "(global {})", self.content),
+            Mutability::Var => write!(f, "(global (mut {}))", self.content),
+        }
+    }
+}
+
+fn limits(f: &mut std::fmt::Formatter<'_>, min: u64, max: Option<u64>) -> std::fmt::Result {
+    match max {
+        Some(max) => write!(f, "{min} {max}"),
+        None => write!(f, "{min}"),
+    }
+}
+
+impl std::fmt::Display for TableType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(table ")?;
+        limits(f, self.min as u64, self.max.map(u64::from))?;
+        write!(f, " {})", self.element)
+    }
+}
+
+impl std::fmt::Display for MemoryType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(memory ")?;
+        limits(f, self.min, self.max)?;
+        f.write_str(")")
+    }
+}
+
+impl std::fmt::Display for ExternType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExternType::Func(t) => t.fmt(f),
+            ExternType::Global(t) => t.fmt(f),
+            ExternType::Table(t) => t.fmt(f),
+            ExternType::Memory(t) => t.fmt(f),
+        }
     }
 }
 

@@ -87,23 +87,43 @@ impl Val {
 
     /// The `i32`, if this is one.
     pub fn i32(&self) -> Option<i32> {
-        if let Val::I32(v) = self { Some(*v) } else { None }
+        if let Val::I32(v) = self {
+            Some(*v)
+        } else {
+            None
+        }
     }
     /// The `i64`, if this is one.
     pub fn i64(&self) -> Option<i64> {
-        if let Val::I64(v) = self { Some(*v) } else { None }
+        if let Val::I64(v) = self {
+            Some(*v)
+        } else {
+            None
+        }
     }
     /// The `f32`, if this is one.
     pub fn f32(&self) -> Option<f32> {
-        if let Val::F32(v) = self { Some(f32::from_bits(*v)) } else { None }
+        if let Val::F32(v) = self {
+            Some(f32::from_bits(*v))
+        } else {
+            None
+        }
     }
     /// The `f64`, if this is one.
     pub fn f64(&self) -> Option<f64> {
-        if let Val::F64(v) = self { Some(f64::from_bits(*v)) } else { None }
+        if let Val::F64(v) = self {
+            Some(f64::from_bits(*v))
+        } else {
+            None
+        }
     }
     /// The `v128`, if this is one.
     pub fn v128(&self) -> Option<u128> {
-        if let Val::V128(v) = self { Some(*v) } else { None }
+        if let Val::V128(v) = self {
+            Some(*v)
+        } else {
+            None
+        }
     }
 
     /// Converts to the raw form compiled code uses, registering references with the store.
@@ -133,7 +153,10 @@ impl Val {
             ValType::V128 => Val::V128(raw.get_u128()),
             ValType::FuncRef => Val::FuncRef(match raw.get_reference() {
                 0 => None,
-                p => Some(Func { store: store.id, ptr: p }),
+                p => Some(Func {
+                    store: store.id,
+                    ptr: p,
+                }),
             }),
             ValType::ExternRef => Val::ExternRef(store.externref(raw.get_reference())),
         }

@@ -13,7 +13,9 @@ fn wat(src: &str) -> Vec<u8> {
 fn instantiate(engine: &Engine, src: &str) -> (Store<()>, spate::Instance) {
     let module = Module::new(engine, wat(src)).expect("module compiles");
     let mut store = Store::new(engine, ());
-    let instance = Linker::new(engine).instantiate(&mut store, &module).expect("instantiates");
+    let instance = Linker::new(engine)
+        .instantiate(&mut store, &module)
+        .expect("instantiates");
     (store, instance)
 }
 
@@ -25,7 +27,9 @@ const ADD: &str = r#"(module (func (export "add") (param i32 i32) (result i32) (
 
 fn add_still_works(engine: &Engine) {
     let (mut store, inst) = instantiate(engine, ADD);
-    let add = inst.get_typed_func::<(i32, i32), i32>(&store, "add").unwrap();
+    let add = inst
+        .get_typed_func::<(i32, i32), i32>(&store, "add")
+        .unwrap();
     assert_eq!(add.call(&mut store, (40, 2)).unwrap(), 42);
 }
 
@@ -37,7 +41,10 @@ fn unreachable_is_a_trap_with_location() {
     let err = f.call(&mut store, ()).unwrap_err();
     assert_eq!(trap_of(&err), Some(Trap::UnreachableCodeReached));
     let msg = err.to_string();
-    assert!(msg.contains("unreachable") && msg.contains("wasm function 0"), "message: {msg}");
+    assert!(
+        msg.contains("unreachable") && msg.contains("wasm function 0"),
+        "message: {msg}"
+    );
     add_still_works(&engine);
 }
 
@@ -53,12 +60,18 @@ fn out_of_bounds_accesses_fault_in_the_guard_region() {
     );
     let load = inst.get_typed_func::<i32, i32>(&store, "load").unwrap();
     let load_far = inst.get_typed_func::<i32, i64>(&store, "load_far").unwrap();
-    let store_fn = inst.get_typed_func::<(i32, i32), ()>(&store, "store").unwrap();
+    let store_fn = inst
+        .get_typed_func::<(i32, i32), ()>(&store, "store")
+        .unwrap();
     store_fn.call(&mut store, (65532, 7)).unwrap();
     assert_eq!(load.call(&mut store, 65532).unwrap(), 7);
     for addr in [65533, 65536, 1 << 20, -1] {
         let err = load.call(&mut store, addr).unwrap_err();
-        assert_eq!(trap_of(&err), Some(Trap::MemoryOutOfBounds), "address {addr}");
+        assert_eq!(
+            trap_of(&err),
+            Some(Trap::MemoryOutOfBounds),
+            "address {addr}"
+        );
     }
     // The largest effective address a 32-bit memory can form still lands in the reservation.
     let err = load_far.call(&mut store, -1).unwrap_err();
@@ -95,14 +108,30 @@ fn arithmetic_traps() {
              (func (export "rem") (param i32 i32) (result i32) (i32.rem_s (local.get 0) (local.get 1)))
              (func (export "trunc") (param f64) (result i32) (i32.trunc_f64_s (local.get 0))))"#,
     );
-    let div = inst.get_typed_func::<(i32, i32), i32>(&store, "div").unwrap();
-    let rem = inst.get_typed_func::<(i32, i32), i32>(&store, "rem").unwrap();
+    let div = inst
+        .get_typed_func::<(i32, i32), i32>(&store, "div")
+        .unwrap();
+    let rem = inst
+        .get_typed_func::<(i32, i32), i32>(&store, "rem")
+        .unwrap();
     let trunc = inst.get_typed_func::<f64, i32>(&store, "trunc").unwrap();
-    assert_eq!(trap_of(&div.call(&mut store, (1, 0)).unwrap_err()), Some(Trap::IntegerDivisionByZero));
-    assert_eq!(trap_of(&div.call(&mut store, (i32::MIN, -1)).unwrap_err()), Some(Trap::IntegerOverflow));
+    assert_eq!(
+        trap_of(&div.call(&mut store, (1, 0)).unwrap_err()),
+        Some(Trap::IntegerDivisionByZero)
+    );
+    assert_eq!(
+        trap_of(&div.call(&mut store, (i32::MIN, -1)).unwrap_err()),
+        Some(Trap::IntegerOverflow)
+    );
     assert_eq!(rem.call(&mut store, (i32::MIN, -1)).unwrap(), 0);
-    assert_eq!(trap_of(&trunc.call(&mut store, f64::NAN).unwrap_err()), Some(Trap::BadConversionToInteger));
-    assert_eq!(trap_of(&trunc.call(&mut store, 3e9).unwrap_err()), Some(Trap::IntegerOverflow));
+    assert_eq!(
+        trap_of(&trunc.call(&mut store, f64::NAN).unwrap_err()),
+        Some(Trap::BadConversionToInteger)
+    );
+    assert_eq!(
+        trap_of(&trunc.call(&mut store, 3e9).unwrap_err()),
+        Some(Trap::IntegerOverflow)
+    );
     assert_eq!(div.call(&mut store, (-7, 2)).unwrap(), -3);
 }
 
@@ -128,8 +157,14 @@ fn host_functions_errors_and_panics() {
             *caller.data()
         })
         .unwrap();
-    linker.func_wrap("host", "fail", || -> anyhow::Result<()> { anyhow::bail!("host says no") }).unwrap();
-    linker.func_wrap("host", "boom", || -> () { panic!("host panicked") }).unwrap();
+    linker
+        .func_wrap("host", "fail", || -> anyhow::Result<()> {
+            anyhow::bail!("host says no")
+        })
+        .unwrap();
+    linker
+        .func_wrap("host", "boom", || -> () { panic!("host panicked") })
+        .unwrap();
     let inst = linker.instantiate(&mut store, &module).unwrap();
     let get = inst.get_typed_func::<(), i32>(&store, "get").unwrap();
     assert_eq!(get.call(&mut store, ()).unwrap(), 42);
@@ -139,7 +174,8 @@ fn host_functions_errors_and_panics() {
     assert_eq!(err.to_string(), "host says no");
     assert!(trap_of(&err).is_none());
     let boom = inst.get_typed_func::<(), ()>(&store, "boom").unwrap();
-    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boom.call(&mut store, ())));
+    let panicked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boom.call(&mut store, ())));
     assert!(panicked.is_err(), "the host panic resumes in the host");
     assert_eq!(get.call(&mut store, ()).unwrap(), 43);
 }
@@ -169,20 +205,35 @@ fn memory_globals_and_tables_from_the_host() {
     mem.write(&mut store, 70000, b"x").unwrap();
     assert!(mem.write(&mut store, 2 * 65536, b"x").is_err());
     let g = inst.get_global(&store, "g").unwrap();
-    inst.get_typed_func::<(), ()>(&store, "bump").unwrap().call(&mut store, ()).unwrap();
+    inst.get_typed_func::<(), ()>(&store, "bump")
+        .unwrap()
+        .call(&mut store, ())
+        .unwrap();
     assert_eq!(g.get(&mut store).i64(), Some(6));
     g.set(&mut store, Val::I64(100)).unwrap();
-    inst.get_typed_func::<(), ()>(&store, "bump").unwrap().call(&mut store, ()).unwrap();
+    inst.get_typed_func::<(), ()>(&store, "bump")
+        .unwrap()
+        .call(&mut store, ())
+        .unwrap();
     assert_eq!(g.get(&mut store).i64(), Some(101));
     let call = inst.get_typed_func::<i32, i32>(&store, "call").unwrap();
     assert_eq!(call.call(&mut store, 1).unwrap(), 7);
-    assert_eq!(trap_of(&call.call(&mut store, 0).unwrap_err()), Some(Trap::IndirectCallToNull));
-    assert_eq!(trap_of(&call.call(&mut store, 2).unwrap_err()), Some(Trap::IndirectCallOutOfBounds));
+    assert_eq!(
+        trap_of(&call.call(&mut store, 0).unwrap_err()),
+        Some(Trap::IndirectCallToNull)
+    );
+    assert_eq!(
+        trap_of(&call.call(&mut store, 2).unwrap_err()),
+        Some(Trap::IndirectCallOutOfBounds)
+    );
     // Put a function of the wrong type into the table from the host.
     let wrong = Func::wrap(&mut store, |x: i32| x);
     let t = inst.get_table(&store, "t").unwrap();
     t.set(&mut store, 0, Val::FuncRef(Some(wrong))).unwrap();
-    assert_eq!(trap_of(&call.call(&mut store, 0).unwrap_err()), Some(Trap::BadSignature));
+    assert_eq!(
+        trap_of(&call.call(&mut store, 0).unwrap_err()),
+        Some(Trap::BadSignature)
+    );
     let right = Func::wrap(&mut store, || 99i32);
     t.set(&mut store, 0, Val::FuncRef(Some(right))).unwrap();
     assert_eq!(call.call(&mut store, 0).unwrap(), 99);
@@ -191,15 +242,24 @@ fn memory_globals_and_tables_from_the_host() {
 #[test]
 fn link_errors_name_the_import() {
     let engine = Engine::default();
-    let module = Module::new(&engine, wat(r#"(module (import "env" "f" (func (param i32))))"#)).unwrap();
+    let module = Module::new(
+        &engine,
+        wat(r#"(module (import "env" "f" (func (param i32))))"#),
+    )
+    .unwrap();
     let mut store = Store::new(&engine, ());
-    let err = Linker::new(&engine).instantiate(&mut store, &module).unwrap_err();
+    let err = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap_err();
     assert!(err.downcast_ref::<spate::LinkError>().is_some());
     assert!(err.to_string().contains("env::f"), "{err}");
     let mut linker = Linker::new(&engine);
     linker.func_wrap("env", "f", |_: i64| {}).unwrap();
     let err = linker.instantiate(&mut store, &module).unwrap_err();
-    assert!(err.to_string().contains("incompatible import type"), "{err}");
+    assert!(
+        err.to_string().contains("incompatible import type"),
+        "{err}"
+    );
     let f = Func::wrap(&mut store, |_: i32| {});
     assert!(spate::Instance::new(&mut store, &module, &[Extern::Func(f)]).is_ok());
 }
@@ -217,11 +277,21 @@ fn tier_up_budget_calls_the_libcall() {
              (local.get 1)))"#,
     );
     let f = inst.get_typed_func::<i32, i32>(&store, "count").unwrap();
-    let before = engine.stats().tier_up_requests.load(std::sync::atomic::Ordering::Relaxed);
+    let before = engine
+        .stats()
+        .tier_up_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(f.call(&mut store, 1000).unwrap(), 1000);
-    let after = engine.stats().tier_up_requests.load(std::sync::atomic::Ordering::Relaxed);
+    let after = engine
+        .stats()
+        .tier_up_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     // 1000 loop iterations plus one entry against a budget of 10: about 90 requests.
-    assert!((80..=100).contains(&(after - before)), "tier-up requests: {}", after - before);
+    assert!(
+        (80..=100).contains(&(after - before)),
+        "tier-up requests: {}",
+        after - before
+    );
 }
 
 #[test]
@@ -240,7 +310,9 @@ fn streaming_any_split_gives_the_same_module() {
             }
             let module = s.finish().unwrap();
             let mut store = Store::new(&engine, ());
-            let inst = Linker::new(&engine).instantiate(&mut store, &module).unwrap();
+            let inst = Linker::new(&engine)
+                .instantiate(&mut store, &module)
+                .unwrap();
             let b = inst.get_typed_func::<i32, i32>(&store, "b").unwrap();
             assert_eq!(b.call(&mut store, 1).unwrap(), (1 + 101) * 3);
         }
@@ -258,7 +330,9 @@ fn truncated_and_corrupted_modules_are_errors() {
         match Module::new(&engine, &bytes[..cut]) {
             Ok(_) => {} // a cut on a section boundary can be a valid module
             Err(e) => {
-                let me = e.downcast_ref::<spate::ModuleError>().expect("a ModuleError");
+                let me = e
+                    .downcast_ref::<spate::ModuleError>()
+                    .expect("a ModuleError");
                 assert!(me.offset.is_some(), "cut at {cut}: {e}");
             }
         }

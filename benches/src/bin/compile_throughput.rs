@@ -66,7 +66,11 @@ fn parse_args() -> Result<Options> {
             "--threads" => {
                 opts.threads = value("--threads")?
                     .split(',')
-                    .map(|t| t.trim().parse::<usize>().with_context(|| format!("--threads: `{t}`")))
+                    .map(|t| {
+                        t.trim()
+                            .parse::<usize>()
+                            .with_context(|| format!("--threads: `{t}`"))
+                    })
                     .collect::<Result<_>>()?;
             }
             "--no-stream" => opts.stream = false,
@@ -89,7 +93,11 @@ fn parse_args() -> Result<Options> {
 }
 
 /// One compile; returns its wall time and the module, which the caller drops untimed.
-fn compile_once(engine: &spate::Engine, bytes: &[u8], chunk: Option<usize>) -> Result<(Duration, spate::Module)> {
+fn compile_once(
+    engine: &spate::Engine,
+    bytes: &[u8],
+    chunk: Option<usize>,
+) -> Result<(Duration, spate::Module)> {
     let start = Instant::now();
     let module = match chunk {
         None => spate::Module::new(engine, bytes)?,
@@ -119,14 +127,17 @@ fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
         let mut config = spate::Config::new();
         config.compile_threads(threads);
         let engine = spate::Engine::new(&config)?;
-        let variants: &[(&str, Option<usize>)] =
-            if opts.stream { &[("whole", None), ("stream", Some(opts.chunk))] } else { &[("whole", None)] };
+        let variants: &[(&str, Option<usize>)] = if opts.stream {
+            &[("whole", None), ("stream", Some(opts.chunk))]
+        } else {
+            &[("whole", None)]
+        };
         for &(name, chunk) in variants {
             let mut times = Vec::with_capacity(opts.runs);
             let mut shape = (0, 0);
             for run in 0..opts.warmup + opts.runs {
-                let (time, module) =
-                    compile_once(&engine, &bytes, chunk).with_context(|| format!("compiling {}", path.display()))?;
+                let (time, module) = compile_once(&engine, &bytes, chunk)
+                    .with_context(|| format!("compiling {}", path.display()))?;
                 shape = (module.num_defined_functions(), module.code_size());
                 drop(module);
                 if run >= opts.warmup {
@@ -138,7 +149,13 @@ fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
                 Some(c) if c % 1024 == 0 => format!("{name} {} KiB chunks", c / 1024),
                 Some(c) => format!("{name} {c} B chunks"),
             };
-            rows.push(Row { config: label, threads, stats: Stats::new(&times), functions: shape.0, code_bytes: shape.1 });
+            rows.push(Row {
+                config: label,
+                threads,
+                stats: Stats::new(&times),
+                functions: shape.0,
+                code_bytes: shape.1,
+            });
         }
     }
     Ok((bytes.len(), rows))
@@ -147,11 +164,16 @@ fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
 fn main() -> Result<()> {
     let opts = parse_args()?;
     if cfg!(debug_assertions) {
-        eprintln!("compile_throughput: warning: debug build; run with --release for meaningful figures");
+        eprintln!(
+            "compile_throughput: warning: debug build; run with --release for meaningful figures"
+        );
     }
     for path in &opts.files {
         let (size, rows) = bench_file(&opts, path)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if opts.tsv {
             for r in &rows {
                 println!(

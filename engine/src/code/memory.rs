@@ -67,14 +67,28 @@ impl CodeMemory {
         for (func_index, mut f) in functions {
             offset = offset.next_multiple_of(FUNCTION_ALIGN);
             // SAFETY: `offset + code.len() <= total <= len`, inside the fresh writable mapping.
-            unsafe { std::ptr::copy_nonoverlapping(f.code.as_ptr(), base.add(offset), f.code.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(f.code.as_ptr(), base.add(offset), f.code.len())
+            };
             let flen = f.code.len();
             f.code = Vec::new();
-            metas.push(FunctionMeta { start: offset, len: flen, func_index, tables: f });
+            metas.push(FunctionMeta {
+                start: offset,
+                len: flen,
+                func_index,
+                tables: f,
+            });
             offset += flen;
         }
         // SAFETY: flipping our own mapping from RW to RX once all code is written.
-        if unsafe { libc::mprotect(base as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+        if unsafe {
+            libc::mprotect(
+                base as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_EXEC,
+            )
+        } != 0
+        {
             let err = std::io::Error::last_os_error();
             // SAFETY: unmapping the mapping we just created.
             unsafe { libc::munmap(base as *mut libc::c_void, len) };
@@ -82,7 +96,11 @@ impl CodeMemory {
         }
         let functions = Arc::new(metas);
         registry::register(base as usize, len, functions.clone());
-        Ok(CodeMemory { base, len, functions })
+        Ok(CodeMemory {
+            base,
+            len,
+            functions,
+        })
     }
 
     /// Address of the `i`-th function placed in this memory.
@@ -112,8 +130,13 @@ impl Drop for CodeMemory {
 }
 
 /// Looks up trap information for an address inside `functions` placed at `base`.
-pub(crate) fn lookup_in(functions: &[FunctionMeta], offset: usize) -> Option<(TrapCode, u32, Option<u32>)> {
-    let i = functions.partition_point(|f| f.start <= offset).checked_sub(1)?;
+pub(crate) fn lookup_in(
+    functions: &[FunctionMeta],
+    offset: usize,
+) -> Option<(TrapCode, u32, Option<u32>)> {
+    let i = functions
+        .partition_point(|f| f.start <= offset)
+        .checked_sub(1)?;
     let f = &functions[i];
     if offset >= f.start + f.len {
         return None;

@@ -16,12 +16,18 @@ static REGIONS: RwLock<BTreeMap<usize, Region>> = RwLock::new(BTreeMap::new());
 
 /// Registers a code mapping at `base`.
 pub(crate) fn register(base: usize, len: usize, functions: Arc<Vec<FunctionMeta>>) {
-    REGIONS.write().unwrap_or_else(|e| e.into_inner()).insert(base, Region { len, functions });
+    REGIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(base, Region { len, functions });
 }
 
 /// Removes the code mapping at `base`.
 pub(crate) fn unregister(base: usize) {
-    REGIONS.write().unwrap_or_else(|e| e.into_inner()).remove(&base);
+    REGIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&base);
 }
 
 /// The trap at `pc`, if `pc` is a trap site in registered code.
@@ -35,5 +41,11 @@ pub(crate) fn lookup_trap(pc: usize) -> Option<(TrapCode, TrapPc)> {
         return None;
     }
     let (code, func_index, wasm_offset) = lookup_in(&region.functions, pc - base)?;
-    Some((code, TrapPc { func_index, wasm_offset }))
+    Some((
+        code,
+        TrapPc {
+            func_index,
+            wasm_offset,
+        },
+    ))
 }

@@ -22,7 +22,9 @@ use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr};
 use std::time::Instant;
-use wasmparser::{BinaryReader, Chunk, FunctionBody, Parser, ValidPayload, Validator, WasmFeatures};
+use wasmparser::{
+    BinaryReader, Chunk, FunctionBody, Parser, ValidPayload, Validator, WasmFeatures,
+};
 
 /// A module that could not be compiled: malformed, invalid, or beyond what the engine supports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,10 @@ impl std::error::Error for ModuleError {}
 
 impl ModuleError {
     fn at(message: impl Into<String>, offset: usize) -> ModuleError {
-        ModuleError { message: message.into(), offset: Some(offset) }
+        ModuleError {
+            message: message.into(),
+            offset: Some(offset),
+        }
     }
 }
 
@@ -58,7 +63,10 @@ impl From<wasmparser::BinaryReaderError> for ModuleError {
 
 impl From<CompileError> for ModuleError {
     fn from(e: CompileError) -> Self {
-        ModuleError { message: e.message, offset: e.offset }
+        ModuleError {
+            message: e.message,
+            offset: e.offset,
+        }
     }
 }
 
@@ -80,13 +88,24 @@ struct Compilation {
 }
 
 impl Compilation {
-    fn compile(&mut self, engine: &Engine, body: &FunctionBody<'_>, to_validate: wasmparser::FuncToValidate<wasmparser::ValidatorResources>) {
+    fn compile(
+        &mut self,
+        engine: &Engine,
+        body: &FunctionBody<'_>,
+        to_validate: wasmparser::FuncToValidate<wasmparser::ValidatorResources>,
+    ) {
         let def_index = self.submitted;
         self.submitted += 1;
         let func_index = self.info.num_imported_functions + def_index;
         if let Some(compiler) = self.inline.as_mut() {
             let mut validator = to_validate.into_validator(Default::default());
-            let r = compile_guarded(&mut **compiler, &self.info, func_index, body, &mut validator);
+            let r = compile_guarded(
+                &mut **compiler,
+                &self.info,
+                func_index,
+                body,
+                &mut validator,
+            );
             self.store(def_index, r);
             return;
         }
@@ -95,7 +114,7 @@ impl Compilation {
         let info = self.info.clone();
         let tx = self.tx.clone();
         engine.submit(Box::new(move |compiler| {
-            let body = FunctionBody::new(BinaryReader::new(&bytes, range.start as u64));
+            let body = FunctionBody::new(BinaryReader::new(&bytes, range.start));
             let mut validator = to_validate.into_validator(Default::default());
             let r = compile_guarded(compiler, &info, func_index, &body, &mut validator);
             let _ = tx.send((def_index, r));
@@ -111,7 +130,9 @@ impl Compilation {
 
     /// Waits for every submitted body.
     fn wait(&mut self) {
-        let outstanding = self.submitted as usize - self.results.iter().filter(|r| r.is_some()).count() - self.errors.len();
+        let outstanding = self.submitted as usize
+            - self.results.iter().filter(|r| r.is_some()).count()
+            - self.errors.len();
         for _ in 0..outstanding {
             match self.rx.recv() {
                 Ok((i, r)) => self.store(i, r),
@@ -130,14 +151,16 @@ fn compile_guarded(
     validator: &mut wasmparser::FuncValidator<wasmparser::ValidatorResources>,
 ) -> Result<CompiledFunction, CompileError> {
     let offset = body.range().start as usize;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compiler.compile_function(info, func_index, body, Some(validator))))
-        .unwrap_or_else(|_| {
-            Err(CompileError {
-                message: format!("internal compiler error while compiling function {func_index}"),
-                offset: Some(offset),
-                kind: spate_tiers::CompileErrorKind::Codegen,
-            })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        compiler.compile_function(info, func_index, body, Some(validator))
+    }))
+    .unwrap_or_else(|_| {
+        Err(CompileError {
+            message: format!("internal compiler error while compiling function {func_index}"),
+            offset: Some(offset),
+            kind: spate_tiers::CompileErrorKind::Codegen,
         })
+    })
 }
 
 /// Builds a [`Module`] from bytes pushed in chunks.
@@ -240,13 +263,21 @@ impl ModuleStream {
             .enumerate()
             .map(|(i, f)| (n + i as u32, f.expect("every body compiled")))
             .collect();
-        let code = CodeMemory::new(functions).map_err(|e| anyhow::anyhow!("cannot allocate code memory: {e}"))?;
-        let entries: Box<[AtomicPtr<u8>]> =
-            (0..code.functions().len()).map(|i| AtomicPtr::new(code.function_ptr(i) as *mut u8)).collect();
+        let code = CodeMemory::new(functions)
+            .map_err(|e| anyhow::anyhow!("cannot allocate code memory: {e}"))?;
+        let entries: Box<[AtomicPtr<u8>]> = (0..code.functions().len())
+            .map(|i| AtomicPtr::new(code.function_ptr(i) as *mut u8))
+            .collect();
         let threshold = self.engine.0.config.tier_up_threshold.min(i32::MAX as u32) as i32;
-        let budgets: Box<[AtomicI32]> = (0..entries.len()).map(|_| AtomicI32::new(threshold)).collect();
+        let budgets: Box<[AtomicI32]> = (0..entries.len())
+            .map(|_| AtomicI32::new(threshold))
+            .collect();
         let d = self.decls;
-        let type_ids = d.func_types.iter().map(|t| self.engine.type_id(t)).collect();
+        let type_ids = d
+            .func_types
+            .iter()
+            .map(|t| self.engine.type_id(t))
+            .collect();
         Ok(Module(Arc::new(ModuleInner {
             engine: self.engine.clone(),
             info: comp.info,
@@ -284,9 +315,18 @@ impl ModuleStream {
     fn start_compilation(engine: &Engine, info: &ModuleInfo) -> Compilation {
         let info = Arc::new(info.clone());
         let (tx, rx) = crossbeam_channel::unbounded();
-        let inline = (engine.0.config.compile_threads <= 1).then(|| engine.0.baseline.new_compiler());
+        let inline =
+            (engine.0.config.compile_threads <= 1).then(|| engine.0.baseline.new_compiler());
         let results = (0..info.num_defined_functions()).map(|_| None).collect();
-        Compilation { info, tx, rx, submitted: 0, inline, results, errors: Vec::new() }
+        Compilation {
+            info,
+            tx,
+            rx,
+            submitted: 0,
+            inline,
+            results,
+            errors: Vec::new(),
+        }
     }
 
     /// Parses as much of the buffered input as possible.
@@ -294,7 +334,10 @@ impl ModuleStream {
         loop {
             if self.ended {
                 if self.pos < self.buf.len() {
-                    return Err(ModuleError::at("unexpected data after the end of the module", self.total - (self.buf.len() - self.pos)));
+                    return Err(ModuleError::at(
+                        "unexpected data after the end of the module",
+                        self.total - (self.buf.len() - self.pos),
+                    ));
                 }
                 return Ok(());
             }
@@ -311,11 +354,15 @@ impl ModuleStream {
             match self.validator.payload(&payload)? {
                 ValidPayload::Ok => {}
                 ValidPayload::Parser(_) => {
-                    return Err(ModuleError::at("nested modules and components are not supported", self.pos));
+                    return Err(ModuleError::at(
+                        "nested modules and components are not supported",
+                        self.pos,
+                    ));
                 }
                 ValidPayload::Func(to_validate, body) => {
                     if self.compilation.is_none() {
-                        self.compilation = Some(Self::start_compilation(&self.engine, &self.decls.info));
+                        self.compilation =
+                            Some(Self::start_compilation(&self.engine, &self.decls.info));
                     }
                     let comp = self.compilation.as_mut().expect("just started");
                     comp.compile(&self.engine, &body, to_validate);
@@ -325,7 +372,8 @@ impl ModuleStream {
             match payload {
                 wasmparser::Payload::CodeSectionStart { .. } => {
                     if self.compilation.is_none() {
-                        self.compilation = Some(Self::start_compilation(&self.engine, &self.decls.info));
+                        self.compilation =
+                            Some(Self::start_compilation(&self.engine, &self.decls.info));
                     }
                 }
                 wasmparser::Payload::CodeSectionEntry(_) | wasmparser::Payload::End(_) => {}
@@ -333,7 +381,10 @@ impl ModuleStream {
                     if self.compilation.is_some() && sections::affects_info(&other) {
                         // Declarations after the code section (invalid anyway; the validator
                         // reports it first).
-                        return Err(ModuleError::at("declaration after the code section", self.pos));
+                        return Err(ModuleError::at(
+                            "declaration after the code section",
+                            self.pos,
+                        ));
                     }
                     self.decls.record(other)?;
                 }
@@ -351,5 +402,7 @@ impl ModuleStream {
 }
 
 fn lowest(errors: Vec<ModuleError>) -> Option<ModuleError> {
-    errors.into_iter().min_by_key(|e| e.offset.unwrap_or(usize::MAX))
+    errors
+        .into_iter()
+        .min_by_key(|e| e.offset.unwrap_or(usize::MAX))
 }

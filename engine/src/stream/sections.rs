@@ -5,12 +5,14 @@
 //! engine does not support.
 
 use super::ModuleError;
-use crate::module::{ConstExpr, ConstOp, DataSegment, ElementSegment, EntityIndex, Import, SegmentMode};
+use crate::module::{
+    ConstExpr, ConstOp, DataSegment, ElementSegment, EntityIndex, Import, SegmentMode,
+};
 use crate::types::{FuncType, GlobalType, MemoryType, TableType};
 use spate_tiers::ModuleInfo;
 use wasmparser::{
-    CompositeInnerType, DataKind, ElementItems, ElementKind, ExternalKind, Imports, Operator, Payload, TableInit,
-    TypeRef,
+    CompositeInnerType, DataKind, ElementItems, ElementKind, ExternalKind, Imports, Operator,
+    Payload, TableInit, TypeRef,
 };
 
 /// The declarations of a module, filled in section by section.
@@ -63,7 +65,8 @@ impl Declarations {
                     for sub in group.into_types() {
                         match &sub.composite_type.inner {
                             CompositeInnerType::Func(f) => {
-                                self.func_types.push(wrap(FuncType::from_wasmparser(f), offset)?);
+                                self.func_types
+                                    .push(wrap(FuncType::from_wasmparser(f), offset)?);
                                 self.info.types.push(f.clone());
                             }
                             other => return Err(unsupported(format!("type {other:?}"), offset)),
@@ -75,7 +78,9 @@ impl Declarations {
                 let offset = s.range().start as usize;
                 for group in s {
                     match group? {
-                        Imports::Single(_, imp) => self.import(imp.module, imp.name, imp.ty, offset)?,
+                        Imports::Single(_, imp) => {
+                            self.import(imp.module, imp.name, imp.ty, offset)?
+                        }
                         Imports::Compact1 { module, items } => {
                             for item in items {
                                 let item = item?;
@@ -99,7 +104,8 @@ impl Declarations {
                 let offset = s.range().start as usize;
                 for t in s {
                     let t = t?;
-                    self.table_types.push(wrap(TableType::from_wasmparser(&t.ty), offset)?);
+                    self.table_types
+                        .push(wrap(TableType::from_wasmparser(&t.ty), offset)?);
                     self.info.tables.push(t.ty);
                     if let TableInit::Expr(_) = t.init {
                         return Err(unsupported("table initialiser expressions", offset));
@@ -110,7 +116,8 @@ impl Declarations {
                 let offset = s.range().start as usize;
                 for m in s {
                     let m = m?;
-                    self.memory_types.push(wrap(MemoryType::from_wasmparser(&m), offset)?);
+                    self.memory_types
+                        .push(wrap(MemoryType::from_wasmparser(&m), offset)?);
                     self.info.memories.push(m);
                 }
             }
@@ -118,7 +125,8 @@ impl Declarations {
                 let offset = s.range().start as usize;
                 for g in s {
                     let g = g?;
-                    self.global_types.push(wrap(GlobalType::from_wasmparser(&g.ty), offset)?);
+                    self.global_types
+                        .push(wrap(GlobalType::from_wasmparser(&g.ty), offset)?);
                     self.info.globals.push(g.ty);
                     self.global_inits.push(const_expr(&g.init_expr)?);
                 }
@@ -143,9 +151,13 @@ impl Declarations {
                     let mode = match e.kind {
                         ElementKind::Passive => SegmentMode::Passive,
                         ElementKind::Declared => SegmentMode::Declared,
-                        ElementKind::Active { table_index, offset_expr } => {
-                            SegmentMode::Active { index: table_index.unwrap_or(0), offset: const_expr(&offset_expr)? }
-                        }
+                        ElementKind::Active {
+                            table_index,
+                            offset_expr,
+                        } => SegmentMode::Active {
+                            index: table_index.unwrap_or(0),
+                            offset: const_expr(&offset_expr)?,
+                        },
                     };
                     let mut items = Vec::new();
                     match e.items {
@@ -170,20 +182,31 @@ impl Declarations {
                     let d = d?;
                     let mode = match d.kind {
                         DataKind::Passive => SegmentMode::Passive,
-                        DataKind::Active { memory_index, offset_expr } => {
-                            SegmentMode::Active { index: memory_index, offset: const_expr(&offset_expr)? }
-                        }
+                        DataKind::Active {
+                            memory_index,
+                            offset_expr,
+                        } => SegmentMode::Active {
+                            index: memory_index,
+                            offset: const_expr(&offset_expr)?,
+                        },
                     };
-                    self.data.push(DataSegment { mode, bytes: d.data.into() });
+                    self.data.push(DataSegment {
+                        mode,
+                        bytes: d.data.into(),
+                    });
                 }
             }
-            Payload::Version { encoding, range, .. } => {
+            Payload::Version {
+                encoding, range, ..
+            } => {
                 if encoding != wasmparser::Encoding::Module {
                     return Err(unsupported("components", range.start as usize));
                 }
             }
             Payload::CustomSection(_) | Payload::UnknownSection { .. } => {}
-            Payload::TagSection(s) => return Err(unsupported("exception tags", s.range().start as usize)),
+            Payload::TagSection(s) => {
+                return Err(unsupported("exception tags", s.range().start as usize));
+            }
             other => {
                 if let Some((_, range)) = other.as_section() {
                     return Err(unsupported("section", range.start as usize));
@@ -193,7 +216,13 @@ impl Declarations {
         Ok(())
     }
 
-    fn import(&mut self, module: &str, name: &str, ty: TypeRef, offset: usize) -> Result<(), ModuleError> {
+    fn import(
+        &mut self,
+        module: &str,
+        name: &str,
+        ty: TypeRef,
+        offset: usize,
+    ) -> Result<(), ModuleError> {
         let index = match ty {
             TypeRef::Func(t) | TypeRef::FuncExact(t) => {
                 self.info.functions.push(t);
@@ -201,17 +230,20 @@ impl Declarations {
                 EntityIndex::Func(self.info.functions.len() as u32 - 1)
             }
             TypeRef::Table(t) => {
-                self.table_types.push(wrap(TableType::from_wasmparser(&t), offset)?);
+                self.table_types
+                    .push(wrap(TableType::from_wasmparser(&t), offset)?);
                 self.info.tables.push(t);
                 EntityIndex::Table(self.info.tables.len() as u32 - 1)
             }
             TypeRef::Memory(m) => {
-                self.memory_types.push(wrap(MemoryType::from_wasmparser(&m), offset)?);
+                self.memory_types
+                    .push(wrap(MemoryType::from_wasmparser(&m), offset)?);
                 self.info.memories.push(m);
                 EntityIndex::Memory(self.info.memories.len() as u32 - 1)
             }
             TypeRef::Global(g) => {
-                self.global_types.push(wrap(GlobalType::from_wasmparser(&g), offset)?);
+                self.global_types
+                    .push(wrap(GlobalType::from_wasmparser(&g), offset)?);
                 // Imported globals have no initialiser; keep the vectors aligned by index.
                 self.global_inits.push(Vec::new());
                 self.info.globals.push(g);
@@ -220,7 +252,11 @@ impl Declarations {
             }
             TypeRef::Tag(_) => return Err(unsupported("tag imports", offset)),
         };
-        self.imports.push(Import { module: module.to_string(), name: name.to_string(), index });
+        self.imports.push(Import {
+            module: module.to_string(),
+            name: name.to_string(),
+            index,
+        });
         Ok(())
     }
 }
@@ -248,7 +284,12 @@ fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, ModuleError> {
             Operator::I64Add => ConstOp::I64Add,
             Operator::I64Sub => ConstOp::I64Sub,
             Operator::I64Mul => ConstOp::I64Mul,
-            other => return Err(unsupported(format!("constant expression operator {other:?}"), offset)),
+            other => {
+                return Err(unsupported(
+                    format!("constant expression operator {other:?}"),
+                    offset,
+                ));
+            }
         });
     }
     Ok(ops)

@@ -39,10 +39,22 @@ impl InstanceData {
     /// The `Extern` an export of this instance refers to.
     pub fn export(&self, store_id: u64, idx: EntityIndex) -> Extern {
         match idx {
-            EntityIndex::Func(i) => Extern::Func(Func { store: store_id, ptr: self.func_refs[i as usize] as usize }),
-            EntityIndex::Table(i) => Extern::Table(Table { store: store_id, index: self.table_ids[i as usize] }),
-            EntityIndex::Memory(i) => Extern::Memory(Memory { store: store_id, index: self.memory_ids[i as usize] }),
-            EntityIndex::Global(i) => Extern::Global(Global { store: store_id, index: self.global_ids[i as usize] }),
+            EntityIndex::Func(i) => Extern::Func(Func {
+                store: store_id,
+                ptr: self.func_refs[i as usize] as usize,
+            }),
+            EntityIndex::Table(i) => Extern::Table(Table {
+                store: store_id,
+                index: self.table_ids[i as usize],
+            }),
+            EntityIndex::Memory(i) => Extern::Memory(Memory {
+                store: store_id,
+                index: self.memory_ids[i as usize],
+            }),
+            EntityIndex::Global(i) => Extern::Global(Global {
+                store: store_id,
+                index: self.global_ids[i as usize],
+            }),
         }
     }
 }
@@ -52,7 +64,11 @@ fn trap(code: Trap) -> anyhow::Error {
 }
 
 /// Evaluates a constant expression to a raw value.
-fn eval(expr: &ConstExpr, globals: &[*mut VMGlobal], func_refs: &[*const VMFuncRef]) -> Result<ValRaw> {
+fn eval(
+    expr: &ConstExpr,
+    globals: &[*mut VMGlobal],
+    func_refs: &[*const VMFuncRef],
+) -> Result<ValRaw> {
     let mut stack: Vec<ValRaw> = Vec::with_capacity(2);
     for op in expr {
         let v = match *op {
@@ -65,8 +81,15 @@ fn eval(expr: &ConstExpr, globals: &[*mut VMGlobal], func_refs: &[*const VMFuncR
             ConstOp::RefFunc(f) => ValRaw::reference(func_refs[f as usize] as usize),
             // SAFETY: global pointers of an instance being built point into store-owned boxes.
             ConstOp::GlobalGet(g) => ValRaw(unsafe { (*globals[g as usize]).bytes }),
-            ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul | ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => {
-                let (Some(b), Some(a)) = (stack.pop(), stack.pop()) else { bail!("malformed constant expression") };
+            ConstOp::I32Add
+            | ConstOp::I32Sub
+            | ConstOp::I32Mul
+            | ConstOp::I64Add
+            | ConstOp::I64Sub
+            | ConstOp::I64Mul => {
+                let (Some(b), Some(a)) = (stack.pop(), stack.pop()) else {
+                    bail!("malformed constant expression")
+                };
                 match op {
                     ConstOp::I32Add => ValRaw::i32(a.get_i32().wrapping_add(b.get_i32())),
                     ConstOp::I32Sub => ValRaw::i32(a.get_i32().wrapping_sub(b.get_i32())),
@@ -100,9 +123,16 @@ fn matches(expected: &ExternType, actual: &ExternType) -> bool {
         (ExternType::Global(e), ExternType::Global(a)) => e == a,
         (ExternType::Table(e), ExternType::Table(a)) => {
             e.element() == a.element()
-                && limits(e.minimum() as u64, e.maximum().map(u64::from), a.minimum() as u64, a.maximum().map(u64::from))
+                && limits(
+                    e.minimum() as u64,
+                    e.maximum().map(u64::from),
+                    a.minimum() as u64,
+                    a.maximum().map(u64::from),
+                )
         }
-        (ExternType::Memory(e), ExternType::Memory(a)) => limits(e.minimum(), e.maximum(), a.minimum(), a.maximum()),
+        (ExternType::Memory(e), ExternType::Memory(a)) => {
+            limits(e.minimum(), e.maximum(), a.minimum(), a.maximum())
+        }
         _ => false,
     }
 }
@@ -112,26 +142,30 @@ fn matches(expected: &ExternType, actual: &ExternType) -> bool {
 /// Returns the instance's index in the store. A link error leaves the store unchanged; a trap
 /// during initialisation leaves the instance (and what it wrote to imported tables and memories)
 /// in place, as WebAssembly 2.0 specifies, and returns the trap.
-pub(crate) fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[Extern]) -> Result<usize> {
+pub(crate) fn instantiate(
+    store: &mut StoreOpaque,
+    module: &Module,
+    imports: &[Extern],
+) -> Result<usize> {
     let m = &module.0;
     if !crate::Engine::same(&m.engine, &store.engine) {
         bail!("module and store belong to different engines");
     }
     if imports.len() != m.imports.len() {
-        return Err(LinkError(format!("expected {} imports, got {}", m.imports.len(), imports.len())).into());
+        return Err(LinkError(format!(
+            "expected {} imports, got {}",
+            m.imports.len(),
+            imports.len()
+        ))
+        .into());
     }
     for (imp, ext) in m.imports.iter().zip(imports) {
         let expected = module.entity_type(imp.index);
         let actual = ext.ty_opaque(store);
         if !matches(&expected, &actual) {
             return Err(LinkError(format!(
-                "incompatible import type for `{}::{}`: expected {} {:?}, found {} {:?}",
-                imp.module,
-                imp.name,
-                expected.kind(),
-                expected,
-                actual.kind(),
-                actual
+                "incompatible import type for `{}::{}`: expected {expected}, found {actual}",
+                imp.module, imp.name
             ))
             .into());
         }
@@ -179,10 +213,16 @@ pub(crate) fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[E
 
     // Globals, in order: each initialiser may read imported globals (and, with extended
     // constant expressions, earlier globals).
-    let mut globals: Vec<*mut VMGlobal> = global_ids.iter().map(|&i| &mut store.globals[i].cell as *mut VMGlobal).collect();
+    let mut globals: Vec<*mut VMGlobal> = global_ids
+        .iter()
+        .map(|&i| &mut store.globals[i].cell as *mut VMGlobal)
+        .collect();
     for gi in info.num_imported_globals as usize..info.globals.len() {
         let v = eval(&m.global_inits[gi], &globals, &func_refs)?;
-        store.globals.push(Box::new(GlobalData { ty: m.global_types[gi], cell: VMGlobal { bytes: v.0 } }));
+        store.globals.push(Box::new(GlobalData {
+            ty: m.global_types[gi],
+            cell: VMGlobal { bytes: v.0 },
+        }));
         let idx = store.globals.len() - 1;
         global_ids.push(idx);
         globals.push(&mut store.globals[idx].cell);
@@ -192,10 +232,15 @@ pub(crate) fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[E
         table_ids.push(store.tables.len() - 1);
     }
     for ty in &m.memory_types[memory_ids.len()..] {
-        store.memories.push(Box::new(LinearMemory::new(ty.minimum(), ty.maximum())?));
+        store
+            .memories
+            .push(Box::new(LinearMemory::new(ty.minimum(), ty.maximum())?));
         memory_ids.push(store.memories.len() - 1);
     }
-    let tables: Box<[*mut VMTable]> = table_ids.iter().map(|&i| &mut *store.tables[i].vm as *mut VMTable).collect();
+    let tables: Box<[*mut VMTable]> = table_ids
+        .iter()
+        .map(|&i| &mut *store.tables[i].vm as *mut VMTable)
+        .collect();
     let globals = globals.into_boxed_slice();
     vmctx.func_refs = func_refs.as_ptr();
     vmctx.globals = globals.as_ptr();
@@ -208,8 +253,11 @@ pub(crate) fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[E
     let mut elements = Vec::with_capacity(m.elements.len());
     let mut element_values = Vec::with_capacity(m.elements.len());
     for seg in &m.elements {
-        let values: Arc<[usize]> =
-            seg.items.iter().map(|e| eval(e, &globals, &func_refs).map(|v| v.get_reference())).collect::<Result<_>>()?;
+        let values: Arc<[usize]> = seg
+            .items
+            .iter()
+            .map(|e| eval(e, &globals, &func_refs).map(|v| v.get_reference()))
+            .collect::<Result<_>>()?;
         elements.push(match seg.mode {
             SegmentMode::Passive => values.clone(),
             _ => Arc::from([]),
@@ -250,8 +298,12 @@ pub(crate) fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[E
         if let SegmentMode::Active { index: t, offset } = &seg.mode {
             let offset = eval(offset, &globals_ptrs, &[])?.get_i32() as u32 as usize;
             let table = &mut store.tables[table_ids[*t as usize]];
-            let end = offset.checked_add(values.len()).filter(|&e| e <= table.len() as usize);
-            let Some(end) = end else { return Err(trap(Trap::TableOutOfBounds)) };
+            let end = offset
+                .checked_add(values.len())
+                .filter(|&e| e <= table.len() as usize);
+            let Some(end) = end else {
+                return Err(trap(Trap::TableOutOfBounds));
+            };
             table.elements_mut()[offset..end].copy_from_slice(values);
         }
     }
@@ -259,14 +311,18 @@ pub(crate) fn instantiate(store: &mut StoreOpaque, module: &Module, imports: &[E
         if let SegmentMode::Active { index: mi, offset } = &seg.mode {
             let offset = eval(offset, &globals_ptrs, &[])?.get_i32() as u32 as usize;
             let mem = &mut store.memories[memory_ids[*mi as usize]];
-            let end = offset.checked_add(seg.bytes.len()).filter(|&e| e <= mem.data().len());
-            let Some(end) = end else { return Err(trap(Trap::MemoryOutOfBounds)) };
+            let end = offset
+                .checked_add(seg.bytes.len())
+                .filter(|&e| e <= mem.data().len());
+            let Some(end) = end else {
+                return Err(trap(Trap::MemoryOutOfBounds));
+            };
             mem.data_mut()[offset..end].copy_from_slice(&seg.bytes);
         }
     }
     if let Some(start) = m.start {
         let f = store.instances[index].func_refs[start as usize];
-        let mut values = [ValRaw::default(); 0];
+        let mut values: [ValRaw; 0] = [];
         invoke_raw(store, f, &mut values)?;
     }
     Ok(index)

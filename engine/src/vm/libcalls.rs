@@ -29,7 +29,10 @@ pub(crate) fn table() -> Box<[usize]> {
     t[Libcall::ElemDrop as usize] = elem_drop as *const () as usize;
     t[Libcall::TierUp as usize] = tier_up as *const () as usize;
     t[Libcall::RaiseTrap as usize] = raise_trap as *const () as usize;
-    debug_assert!(t.iter().all(|&p| p != 0), "every libcall has an implementation");
+    debug_assert!(
+        t.iter().all(|&p| p != 0),
+        "every libcall has an implementation"
+    );
     t.into_boxed_slice()
 }
 
@@ -41,10 +44,20 @@ pub(crate) fn table() -> Box<[usize]> {
 unsafe fn parts<'a>(vmctx: *mut VMContext) -> (&'a mut InstanceData, &'a mut StoreOpaque) {
     // SAFETY: per the contract, `instance` and `store` point to the live instance and its store
     // (a `StoreInner<T>` whose first field is the `StoreOpaque`).
-    unsafe { (&mut *((*vmctx).instance as *mut InstanceData), &mut *((*vmctx).store as *mut StoreOpaque)) }
+    unsafe {
+        (
+            &mut *((*vmctx).instance as *mut InstanceData),
+            &mut *((*vmctx).store as *mut StoreOpaque),
+        )
+    }
 }
 
-fn check_range(start: u32, len: u32, size: usize, code: Trap) -> Result<std::ops::Range<usize>, Trap> {
+fn check_range(
+    start: u32,
+    len: u32,
+    size: usize,
+    code: Trap,
+) -> Result<std::ops::Range<usize>, Trap> {
     let (start, len) = (start as usize, len as usize);
     match start.checked_add(len) {
         Some(end) if end <= size => Ok(start..end),
@@ -120,12 +133,14 @@ unsafe extern "C" fn data_drop(vmctx: *mut VMContext, seg: u32) {
 }
 
 unsafe extern "C" fn table_get(vmctx: *mut VMContext, table: u32, index: u32) -> usize {
-    let r = (|| {
-        // SAFETY: called by compiled code with its own context.
-        let (inst, store) = unsafe { parts(vmctx) };
-        let t = &store.tables[inst.table_ids[table as usize]];
-        t.elements().get(index as usize).copied().ok_or(Trap::TableOutOfBounds)
-    })();
+    // SAFETY: called by compiled code with its own context.
+    let (inst, store) = unsafe { parts(vmctx) };
+    let t = &store.tables[inst.table_ids[table as usize]];
+    let r = t
+        .elements()
+        .get(index as usize)
+        .copied()
+        .ok_or(Trap::TableOutOfBounds);
     // SAFETY: libcall entry point; nothing to drop.
     unsafe { finish(r) }
 }
@@ -135,7 +150,10 @@ unsafe extern "C" fn table_set(vmctx: *mut VMContext, table: u32, index: u32, va
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
         let t = &mut store.tables[inst.table_ids[table as usize]];
-        let slot = t.elements_mut().get_mut(index as usize).ok_or(Trap::TableOutOfBounds)?;
+        let slot = t
+            .elements_mut()
+            .get_mut(index as usize)
+            .ok_or(Trap::TableOutOfBounds)?;
         *slot = value;
         Ok(())
     })();
@@ -150,7 +168,13 @@ unsafe extern "C" fn table_grow(vmctx: *mut VMContext, table: u32, init: usize, 
     t.grow(delta, init).unwrap_or(u32::MAX)
 }
 
-unsafe extern "C" fn table_fill(vmctx: *mut VMContext, table: u32, dst: u32, value: usize, len: u32) {
+unsafe extern "C" fn table_fill(
+    vmctx: *mut VMContext,
+    table: u32,
+    dst: u32,
+    value: usize,
+    len: u32,
+) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
@@ -163,13 +187,33 @@ unsafe extern "C" fn table_fill(vmctx: *mut VMContext, table: u32, dst: u32, val
     unsafe { finish(r) }
 }
 
-unsafe extern "C" fn table_copy(vmctx: *mut VMContext, dst_table: u32, src_table: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn table_copy(
+    vmctx: *mut VMContext,
+    dst_table: u32,
+    src_table: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
-        let (di, si) = (inst.table_ids[dst_table as usize], inst.table_ids[src_table as usize]);
-        let s = check_range(src, len, store.tables[si].len() as usize, Trap::TableOutOfBounds)?;
-        let d = check_range(dst, len, store.tables[di].len() as usize, Trap::TableOutOfBounds)?;
+        let (di, si) = (
+            inst.table_ids[dst_table as usize],
+            inst.table_ids[src_table as usize],
+        );
+        let s = check_range(
+            src,
+            len,
+            store.tables[si].len() as usize,
+            Trap::TableOutOfBounds,
+        )?;
+        let d = check_range(
+            dst,
+            len,
+            store.tables[di].len() as usize,
+            Trap::TableOutOfBounds,
+        )?;
         if di == si {
             store.tables[di].elements_mut().copy_within(s, d.start);
         } else {
@@ -182,7 +226,14 @@ unsafe extern "C" fn table_copy(vmctx: *mut VMContext, dst_table: u32, src_table
     unsafe { finish(r) }
 }
 
-unsafe extern "C" fn table_init(vmctx: *mut VMContext, table: u32, seg: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn table_init(
+    vmctx: *mut VMContext,
+    table: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
@@ -208,11 +259,19 @@ unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
     let (inst, store) = unsafe { parts(vmctx) };
     let threshold = store.engine.0.config.tier_up_threshold.min(i32::MAX as u32) as i32;
     inst.module.0.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
-    store.engine.0.stats.tier_up_requests.fetch_add(1, Ordering::Relaxed);
+    store
+        .engine
+        .0
+        .stats
+        .tier_up_requests
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 unsafe extern "C" fn raise_trap(_vmctx: *mut VMContext, code: u32) {
-    let code = u8::try_from(code).ok().and_then(Trap::from_u8).unwrap_or(Trap::UnreachableCodeReached);
+    let code = u8::try_from(code)
+        .ok()
+        .and_then(Trap::from_u8)
+        .unwrap_or(Trap::UnreachableCodeReached);
     // SAFETY: libcall entry point called from compiled code; nothing to drop.
     unsafe { raise(UnwindReason::Trap(code, None)) }
 }

@@ -47,9 +47,19 @@ impl LinearMemory {
             )
         };
         if base == libc::MAP_FAILED {
-            anyhow::bail!("cannot reserve address space for a linear memory: {}", std::io::Error::last_os_error());
+            anyhow::bail!(
+                "cannot reserve address space for a linear memory: {}",
+                std::io::Error::last_os_error()
+            );
         }
-        let mut mem = LinearMemory { vm: Box::new(VMMemory { base: base as *mut u8, length: 0 }), max_pages, declared_max };
+        let mut mem = LinearMemory {
+            vm: Box::new(VMMemory {
+                base: base as *mut u8,
+                length: 0,
+            }),
+            max_pages,
+            declared_max,
+        };
         if mem.grow(min_pages).is_none() {
             anyhow::bail!("cannot commit {min_pages} pages of linear memory");
         }

@@ -23,10 +23,16 @@ impl TableData {
     /// A table of `ty.minimum()` elements, each `init`.
     pub fn new(ty: TableType, init: usize) -> anyhow::Result<TableData> {
         if ty.minimum() > MAX_TABLE_ELEMENTS {
-            anyhow::bail!("table minimum of {} elements exceeds the limit of {MAX_TABLE_ELEMENTS}", ty.minimum());
+            anyhow::bail!(
+                "table minimum of {} elements exceeds the limit of {MAX_TABLE_ELEMENTS}",
+                ty.minimum()
+            );
         }
         let mut t = TableData {
-            vm: Box::new(VMTable { base: std::ptr::null_mut(), length: 0 }),
+            vm: Box::new(VMTable {
+                base: std::ptr::null_mut(),
+                length: 0,
+            }),
             elements: vec![init; ty.minimum() as usize],
             ty,
         };

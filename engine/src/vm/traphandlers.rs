@@ -16,10 +16,14 @@ use crate::code::registry;
 use spate_tiers::TrapCode;
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 unsafe extern "C" {
-    fn spate_catch(body: extern "C" fn(*mut c_void), payload: *mut c_void, jmp_slot: *mut *mut c_void) -> i32;
+    fn spate_catch(
+        body: extern "C" fn(*mut c_void),
+        payload: *mut c_void,
+        jmp_slot: *mut *mut c_void,
+    ) -> i32;
     fn spate_unwind(jmp_buf: *mut c_void) -> !;
 }
 
@@ -86,7 +90,13 @@ pub fn catch_traps<F: FnOnce()>(f: F) -> Result<(), UnwindReason> {
     // SAFETY: `call_body::<F>` receives a pointer to `slot`, which outlives the call; the C
     // helper restores the previous jump target on both exits, and `slot_ptr` is this thread's
     // thread-local cell, valid for the thread's lifetime.
-    let completed = unsafe { spate_catch(call_body::<F>, &mut slot as *mut Option<F> as *mut c_void, slot_ptr) };
+    let completed = unsafe {
+        spate_catch(
+            call_body::<F>,
+            &mut slot as *mut Option<F> as *mut c_void,
+            slot_ptr,
+        )
+    };
     DEPTH.with(|d| d.set(d.get() - 1));
     if completed == 1 {
         return Ok(());
@@ -108,7 +118,10 @@ pub fn catch_traps<F: FnOnce()>(f: F) -> Result<(), UnwindReason> {
 pub unsafe fn raise(reason: UnwindReason) -> ! {
     REASON.with(|r| r.set(Some(reason)));
     let buf = JMP_BUF.with(|j| j.get());
-    assert!(!buf.is_null(), "spate: trap raised outside of wasm execution");
+    assert!(
+        !buf.is_null(),
+        "spate: trap raised outside of wasm execution"
+    );
     // SAFETY: `buf` is the jump target of the innermost active `catch_traps` (non-null checked);
     // the caller guarantees the frames being skipped need no cleanup.
     unsafe { spate_unwind(buf) }
@@ -116,23 +129,35 @@ pub unsafe fn raise(reason: UnwindReason) -> ! {
 
 static INIT: Once = Once::new();
 const SIGNALS: [libc::c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
-static mut PREVIOUS: [std::mem::MaybeUninit<libc::sigaction>; 4] = [const { std::mem::MaybeUninit::uninit() }; 4];
+/// The dispositions our handlers replaced, by position in `SIGNALS`.
+static PREVIOUS: OnceLock<[libc::sigaction; 4]> = OnceLock::new();
 
 /// Installs the handlers for the signals compiled code raises (once per process).
 pub fn init_signal_handlers() {
     INIT.call_once(|| {
-        for (i, &sig) in SIGNALS.iter().enumerate() {
-            // SAFETY: plain sigaction calls with a zeroed, then filled, struct; PREVIOUS is only
-            // written here, inside `call_once`, before any handler can read it.
+        // Record the previous dispositions before installing ours, so a handler that runs
+        // always finds them.
+        let previous = SIGNALS.map(|sig| {
+            // SAFETY: querying a disposition into a zeroed struct.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, std::ptr::null(), &mut old);
+                old
+            }
+        });
+        let _ = PREVIOUS.set(previous);
+        for &sig in &SIGNALS {
+            // SAFETY: a plain sigaction call with a zeroed, then filled, struct.
             unsafe {
                 let mut action: libc::sigaction = std::mem::zeroed();
                 action.sa_sigaction = handle_signal as *const () as usize;
                 action.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
                 libc::sigemptyset(&mut action.sa_mask);
-                let prev = &raw mut PREVIOUS;
-                let slot = (*prev)[i].as_mut_ptr();
-                if libc::sigaction(sig, &action, slot) != 0 {
-                    panic!("spate: cannot install handler for signal {sig}: {}", std::io::Error::last_os_error());
+                if libc::sigaction(sig, &action, std::ptr::null_mut()) != 0 {
+                    panic!(
+                        "spate: cannot install handler for signal {sig}: {}",
+                        std::io::Error::last_os_error()
+                    );
                 }
             }
         }
@@ -146,7 +171,9 @@ pub fn init_signal_handlers() {
 /// (or to the default action), so genuine host crashes still crash.
 extern "C" fn handle_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid ucontext_t for SA_SIGINFO handlers.
-    let pc = unsafe { (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RIP as usize] as usize };
+    let pc = unsafe {
+        (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RIP as usize] as usize
+    };
     let in_wasm = JMP_BUF.with(|j| !j.get().is_null());
     if in_wasm && let Some((code, loc)) = registry::lookup_trap(pc) {
         // SAFETY: we are on a thread inside `catch_traps`, interrupted in compiled wasm code
@@ -162,9 +189,12 @@ extern "C" fn handle_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
 /// # Safety
 /// Must only be called from the signal handler with its arguments.
 unsafe fn forward_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    let Some(i) = SIGNALS.iter().position(|&s| s == sig) else { return };
-    // SAFETY: PREVIOUS[i] was initialised before our handler was installed.
-    let prev = unsafe { (*(&raw const PREVIOUS))[i].assume_init_ref() };
+    let Some(i) = SIGNALS.iter().position(|&s| s == sig) else {
+        return;
+    };
+    let Some(prev) = PREVIOUS.get().map(|p| &p[i]) else {
+        return;
+    };
     if prev.sa_flags & libc::SA_SIGINFO != 0 && prev.sa_sigaction > libc::SIG_IGN {
         // SAFETY: the previous handler is an SA_SIGINFO handler with this signature.
         let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =

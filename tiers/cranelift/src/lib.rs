@@ -16,8 +16,8 @@
 //! # let _ = &mut compiler;
 //! ```
 
-mod translate;
 mod trampolines;
+mod translate;
 
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{self, AbiParam, ArgumentPurpose, types};
@@ -96,9 +96,9 @@ impl CraneliftTier {
     pub fn new(options: CraneliftOptions) -> Result<Self, CompileError> {
         let mut flags = settings::builder();
         let mut set = |name: &str, value: &str| {
-            flags
-                .set(name, value)
-                .map_err(|e| CompileError::codegen(format!("cranelift setting {name}={value}: {e}")))
+            flags.set(name, value).map_err(|e| {
+                CompileError::codegen(format!("cranelift setting {name}={value}: {e}"))
+            })
         };
         set(
             "opt_level",
@@ -114,7 +114,10 @@ impl CraneliftTier {
                 RegallocAlgorithm::Backtracking => "backtracking",
             },
         )?;
-        set("enable_verifier", if options.verify { "true" } else { "false" })?;
+        set(
+            "enable_verifier",
+            if options.verify { "true" } else { "false" },
+        )?;
         // Stack overflow is detected by the `stack_limit` check in every prologue.
         set("enable_probestack", "false")?;
         // The runtime unwinds wasm frames itself (frame pointers, trap tables); it needs no
@@ -131,7 +134,9 @@ impl CraneliftTier {
             .finish(settings::Flags::new(flags))
             .map_err(|e| CompileError::codegen(format!("cannot configure Cranelift ISA: {e}")))?;
         if isa.pointer_type() != types::I64 {
-            return Err(CompileError::codegen("the Spate ABI requires a 64-bit target"));
+            return Err(CompileError::codegen(
+                "the Spate ABI requires a 64-bit target",
+            ));
         }
         Ok(CraneliftTier { isa, options })
     }
@@ -173,7 +178,9 @@ pub struct CraneliftCompiler {
 
 impl std::fmt::Debug for CraneliftCompiler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CraneliftCompiler").field("isa", &self.isa.name()).finish_non_exhaustive()
+        f.debug_struct("CraneliftCompiler")
+            .field("isa", &self.isa.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,7 +221,10 @@ impl CraneliftCompiler {
                 self.ctx.clear();
                 return Err(CompileError::codegen(message));
             };
-            traps.push(TrapSite { code_offset: t.offset, trap });
+            traps.push(TrapSite {
+                code_offset: t.offset,
+                trap,
+            });
         }
         traps.sort_by_key(|t| t.code_offset);
         let srclocs = buffer
@@ -225,7 +235,11 @@ impl CraneliftCompiler {
             .collect();
         let code = buffer.data().to_vec();
         self.ctx.clear();
-        Ok(CompiledFunction { code, traps, srclocs })
+        Ok(CompiledFunction {
+            code,
+            traps,
+            srclocs,
+        })
     }
 }
 
@@ -257,23 +271,13 @@ impl FunctionCompiler for CraneliftCompiler {
 
     fn host_to_wasm_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {
         self.ctx.clear();
-        trampolines::host_to_wasm(
-            &mut self.ctx.func,
-            &mut self.builder_ctx,
-            &*self.isa,
-            ty,
-        )?;
+        trampolines::host_to_wasm(&mut self.ctx.func, &mut self.builder_ctx, &*self.isa, ty)?;
         self.finish()
     }
 
     fn wasm_to_host_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {
         self.ctx.clear();
-        trampolines::wasm_to_host(
-            &mut self.ctx.func,
-            &mut self.builder_ctx,
-            &*self.isa,
-            ty,
-        )?;
+        trampolines::wasm_to_host(&mut self.ctx.func, &mut self.builder_ctx, &*self.isa, ty)?;
         self.finish()
     }
 }
@@ -287,7 +291,9 @@ pub(crate) fn value_type(ty: ValType) -> Option<ir::Type> {
         ValType::F32 => types::F32,
         ValType::F64 => types::F64,
         ValType::V128 => types::I8X16,
-        ValType::Ref(r) if r == wasmparser::RefType::FUNCREF || r == wasmparser::RefType::EXTERNREF => {
+        ValType::Ref(r)
+            if r == wasmparser::RefType::FUNCREF || r == wasmparser::RefType::EXTERNREF =>
+        {
             types::I64
         }
         ValType::Ref(_) => return None,
@@ -297,7 +303,10 @@ pub(crate) fn value_type(ty: ValType) -> Option<ir::Type> {
 /// Like [`value_type`], as a compile error for types outside WebAssembly 2.0.
 pub(crate) fn value_type_or_err(ty: ValType, offset: usize) -> Result<ir::Type, CompileError> {
     value_type(ty).ok_or_else(|| {
-        CompileError::unsupported(format!("value type {ty} is not supported by the baseline tier"), offset)
+        CompileError::unsupported(
+            format!("value type {ty} is not supported by the baseline tier"),
+            offset,
+        )
     })
 }
 
@@ -309,14 +318,18 @@ pub(crate) fn wasm_signature(
     offset: usize,
 ) -> Result<ir::Signature, CompileError> {
     let mut sig = ir::Signature::new(call_conv);
-    sig.params.push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
+    sig.params
+        .push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
     sig.params.push(AbiParam::new(types::I64));
     for &p in ty.params() {
-        sig.params.push(AbiParam::new(value_type_or_err(p, offset)?));
+        sig.params
+            .push(AbiParam::new(value_type_or_err(p, offset)?));
     }
     match ty.results() {
         [] => {}
-        [r] => sig.returns.push(AbiParam::new(value_type_or_err(*r, offset)?)),
+        [r] => sig
+            .returns
+            .push(AbiParam::new(value_type_or_err(*r, offset)?)),
         results => {
             for &r in results {
                 value_type_or_err(r, offset)?;
@@ -354,12 +367,18 @@ mod tests {
         for code in TrapCode::ALL {
             assert_eq!(spate_trap_code(cranelift_trap_code(code)), Some(code));
         }
-        assert_eq!(spate_trap_code(ir::TrapCode::HEAP_OUT_OF_BOUNDS), Some(TrapCode::MemoryOutOfBounds));
+        assert_eq!(
+            spate_trap_code(ir::TrapCode::HEAP_OUT_OF_BOUNDS),
+            Some(TrapCode::MemoryOutOfBounds)
+        );
         assert_eq!(
             spate_trap_code(ir::TrapCode::BAD_CONVERSION_TO_INTEGER),
             Some(TrapCode::BadConversionToInteger)
         );
-        assert_eq!(spate_trap_code(ir::TrapCode::INTEGER_OVERFLOW), Some(TrapCode::IntegerOverflow));
+        assert_eq!(
+            spate_trap_code(ir::TrapCode::INTEGER_OVERFLOW),
+            Some(TrapCode::IntegerOverflow)
+        );
         assert_eq!(spate_trap_code(ir::TrapCode::unwrap_user(200)), None);
     }
 

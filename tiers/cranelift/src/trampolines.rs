@@ -10,8 +10,8 @@
 //! Values written to a `ValRaw` array are canonical: the value in the low bytes, the rest zero.
 
 use cranelift_codegen::ir::{
-    self, AbiParam, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName,
-    Value, types,
+    self, AbiParam, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
+    UserFuncName, Value, types,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -148,7 +148,11 @@ pub(crate) fn wasm_to_host(
     let params = b.block_params(entry).to_vec();
     let (host_ctx, caller_vmctx) = (params[0], params[1]);
     let wasm_params = &params[2..2 + num_params];
-    let ret_area = if result_types.len() > 1 { params.last().copied() } else { None };
+    let ret_area = if result_types.len() > 1 {
+        params.last().copied()
+    } else {
+        None
+    };
 
     // At least one slot, so the array pointer is always valid.
     let size = len.max(1) as u32 * RET_AREA_SLOT;
@@ -161,9 +165,15 @@ pub(crate) fn wasm_to_host(
     let mut host_sig = ir::Signature::new(call_conv);
     host_sig.params.extend([AbiParam::new(types::I64); 4]);
     let host_sig = b.import_signature(host_sig);
-    let host_func = b.ins().load(types::I64, trusted().with_readonly(), host_ctx, VMHOSTFUNC_FUNC);
+    let host_func = b.ins().load(
+        types::I64,
+        trusted().with_readonly(),
+        host_ctx,
+        VMHOSTFUNC_FUNC,
+    );
     let len = b.ins().iconst(types::I64, len as i64);
-    b.ins().call_indirect(host_sig, host_func, &[host_ctx, caller_vmctx, values, len]);
+    b.ins()
+        .call_indirect(host_sig, host_func, &[host_ctx, caller_vmctx, values, len]);
 
     // The call may have clobbered the address register: recompute it (a cheap `lea`).
     let values = b.ins().stack_addr(types::I64, slot, 0);

@@ -19,8 +19,7 @@ fn big_module(n: usize) -> Vec<u8> {
                 (if (i32.rem_u (local.get 2) (i32.const 7)) (then (global.set $g (local.get 2))))
                 (local.set 2 (i32.add (local.get 2) (i32.const 1)))
                 (br $l)))
-              (br_table 0 1 2 (i32.const 5) (local.get 0))
-              (drop)
+              (block (block (br_table 0 1 0 (local.get 0))) (global.set $g (i32.const 5)))
               (i32.add (i32.trunc_sat_f64_s (local.get 3)) (global.get $g)))
             "#
         ));
@@ -45,8 +44,12 @@ fn compile_speed() {
         (OptLevel::Speed, RegallocAlgorithm::SinglePass),
         (OptLevel::Speed, RegallocAlgorithm::Backtracking),
     ] {
-        let tier = CraneliftTier::new(CraneliftOptions { verify: false, opt_level: opt, regalloc })
-            .unwrap();
+        let tier = CraneliftTier::new(CraneliftOptions {
+            verify: false,
+            opt_level: opt,
+            regalloc,
+        })
+        .unwrap();
         let mut compiler = tier.compiler();
         harness::compile_with(&mut compiler, &bytes).unwrap(); // warm up
         let start = std::time::Instant::now();

@@ -101,12 +101,24 @@ fn integer_arithmetic() {
     assert_eq!(call_i64(&mut i, "i64_rotr", &[1, 1]), i64::MIN);
     assert_eq!(call_i64(&mut i, "i64_ext32", &[0xffff_ffff]), -1);
     assert_eq!(call_i64(&mut i, "i64_clz", &[1]), 63);
-    assert_eq!(i.call("wrap", &[ValRaw::i64(0x1_0000_0005)])[0].get_i32(), 5);
-    assert_eq!(i.call("extend_u", &[ValRaw::i32(-1)])[0].get_i64(), 0xffff_ffff);
+    assert_eq!(
+        i.call("wrap", &[ValRaw::i64(0x1_0000_0005)])[0].get_i32(),
+        5
+    );
+    assert_eq!(
+        i.call("extend_u", &[ValRaw::i32(-1)])[0].get_i64(),
+        0xffff_ffff
+    );
     assert_eq!(i.call("extend_s", &[ValRaw::i32(-1)])[0].get_i64(), -1);
-    assert_eq!(i.call("i64_ge_u", &[ValRaw::i64(-1), ValRaw::i64(1)])[0].get_i32(), 1);
+    assert_eq!(
+        i.call("i64_ge_u", &[ValRaw::i64(-1), ValRaw::i64(1)])[0].get_i32(),
+        1
+    );
     // Results are canonical ValRaws: zero above the value.
-    assert_eq!(i.call("add", &[ValRaw::i32(-1), ValRaw::i32(0)])[0], ValRaw::i32(-1));
+    assert_eq!(
+        i.call("add", &[ValRaw::i32(-1), ValRaw::i32(0)])[0],
+        ValRaw::i32(-1)
+    );
 }
 
 #[test]
@@ -147,8 +159,14 @@ fn float_arithmetic_and_conversions() {
     assert_eq!(call_f64(&mut i, "f64_add", &[1.5, 2.25]), 3.75);
     assert_eq!(call_f64(&mut i, "f64_div", &[1.0, 4.0]), 0.25);
     assert!(call_f64(&mut i, "f64_min", &[f64::NAN, 1.0]).is_nan());
-    assert_eq!(call_f64(&mut i, "f64_min", &[0.0, -0.0]).to_bits(), (-0.0f64).to_bits());
-    assert_eq!(call_f64(&mut i, "f64_max", &[-0.0, 0.0]).to_bits(), 0.0f64.to_bits());
+    assert_eq!(
+        call_f64(&mut i, "f64_min", &[0.0, -0.0]).to_bits(),
+        (-0.0f64).to_bits()
+    );
+    assert_eq!(
+        call_f64(&mut i, "f64_max", &[-0.0, 0.0]).to_bits(),
+        0.0f64.to_bits()
+    );
     assert_eq!(call_f64(&mut i, "f64_sqrt", &[16.0]), 4.0);
     assert_eq!(call_f64(&mut i, "f64_nearest", &[2.5]), 2.0);
     assert_eq!(call_f64(&mut i, "f64_nearest", &[3.5]), 4.0);
@@ -159,7 +177,10 @@ fn float_arithmetic_and_conversions() {
     assert_eq!(call_f64(&mut i, "f64_neg", &[2.0]), -2.0);
     assert_eq!(call_f64(&mut i, "f64_abs", &[-2.0]), 2.0);
     assert_eq!(call_f32(&mut i, "f32_mul", &[1.5, -2.0]), -3.0);
-    assert_eq!(call_f32(&mut i, "f32_nearest", &[-0.5]).to_bits(), (-0.0f32).to_bits());
+    assert_eq!(
+        call_f32(&mut i, "f32_nearest", &[-0.5]).to_bits(),
+        (-0.0f32).to_bits()
+    );
     let f = |i: &mut Instance, n: &str, a: f64, b: f64| {
         i.call(n, &[ValRaw::f64(a.to_bits()), ValRaw::f64(b.to_bits())])[0].get_i32()
     };
@@ -169,23 +190,37 @@ fn float_arithmetic_and_conversions() {
     assert_eq!(f(&mut i, "f64_eq", f64::NAN, f64::NAN), 0);
     let g = |i: &mut Instance, n: &str, a: f64| i.call(n, &[ValRaw::f64(a.to_bits())])[0];
     assert_eq!(g(&mut i, "trunc_s", -3.9).get_i32(), -3);
-    assert_eq!(g(&mut i, "trunc_u64", 1e19).get_i64() as u64, 10_000_000_000_000_000_000);
+    assert_eq!(
+        g(&mut i, "trunc_u64", 1e19).get_i64() as u64,
+        10_000_000_000_000_000_000
+    );
     assert_eq!(g(&mut i, "sat_s", 1e10).get_i32(), i32::MAX);
     assert_eq!(g(&mut i, "sat_s", f64::NAN).get_i32(), 0);
     assert_eq!(g(&mut i, "sat_s", -1e10).get_i32(), i32::MIN);
-    assert_eq!(i.call("sat_u", &[ValRaw::f32((-5.0f32).to_bits())])[0].get_i32(), 0);
+    assert_eq!(
+        i.call("sat_u", &[ValRaw::f32((-5.0f32).to_bits())])[0].get_i32(),
+        0
+    );
     assert_eq!(
         f64::from_bits(i.call("conv_u", &[ValRaw::i64(-1)])[0].get_f64()),
         18446744073709551615.0
     );
-    assert_eq!(f32::from_bits(i.call("conv_s", &[ValRaw::i32(-7)])[0].get_f32()), -7.0);
+    assert_eq!(
+        f32::from_bits(i.call("conv_s", &[ValRaw::i32(-7)])[0].get_f32()),
+        -7.0
+    );
     assert_eq!(f32::from_bits(g(&mut i, "demote", 0.5).get_f32()), 0.5);
-    assert_eq!(f64::from_bits(i.call("promote", &[ValRaw::f32(1.25f32.to_bits())])[0].get_f64()), 1.25);
+    assert_eq!(
+        f64::from_bits(i.call("promote", &[ValRaw::f32(1.25f32.to_bits())])[0].get_f64()),
+        1.25
+    );
     assert_eq!(g(&mut i, "bits", 1.0).get_i64(), 0x3ff0_0000_0000_0000);
-    assert_eq!(i.call("from_bits", &[ValRaw::i32(0x3f80_0000)])[0], ValRaw::f32(1.0f32.to_bits()));
+    assert_eq!(
+        i.call("from_bits", &[ValRaw::i32(0x3f80_0000)])[0],
+        ValRaw::f32(1.0f32.to_bits())
+    );
     assert_eq!(call_f64(&mut i, "consts", &[]), 1.25);
 }
-
 
 #[test]
 fn control_flow() {
@@ -277,7 +312,10 @@ fn control_flow() {
     assert_eq!(i32s(&i.call("switch_values", &[ValRaw::i32(1)])), [1, 2]);
     assert_eq!(i32s(&i.call("switch_values", &[ValRaw::i32(2)])), [3, 100]);
     assert_eq!(i32s(&i.call("switch_values", &[ValRaw::i32(9)])), [3, 100]);
-    assert_eq!(i32s(&i.call("multi_block", &[ValRaw::i32(4), ValRaw::i32(5)])), [4, 5, 7]);
+    assert_eq!(
+        i32s(&i.call("multi_block", &[ValRaw::i32(4), ValRaw::i32(5)])),
+        [4, 5, 7]
+    );
     assert_eq!(call_i32(&mut i, "swap_sub", &[10, 3]), -7);
     assert_eq!(call_i32(&mut i, "if_else", &[1]), 1);
     assert_eq!(call_i32(&mut i, "if_else", &[0]), 2);
@@ -291,7 +329,10 @@ fn control_flow() {
     };
     assert_eq!(sel(&mut i, 1), 1);
     assert_eq!(sel(&mut i, 0), 2);
-    let r = i.call("typed_select", &[ValRaw::i32(0), ValRaw::f64(1), ValRaw::f64(2)]);
+    let r = i.call(
+        "typed_select",
+        &[ValRaw::i32(0), ValRaw::f64(1), ValRaw::f64(2)],
+    );
     assert_eq!(r[0].get_f64(), 2);
     assert_eq!(call_i32(&mut i, "early_br", &[1]), 1);
     assert_eq!(call_i32(&mut i, "early_br", &[0]), 2);
@@ -333,8 +374,14 @@ fn memory_access() {
     assert_eq!(call_i32(&mut i, "load8_u", &[24]), 255);
     assert_eq!(call_i32(&mut i, "load16_s", &[16]), 0xfeffu16 as i16 as i32);
     assert_eq!(call_i32(&mut i, "load32", &[0]), 0x04030201);
-    assert_eq!(i.call("load64", &[ValRaw::i32(16)])[0].get_i64(), 0x0807060504030201);
-    assert_eq!(i.call("i64_load32_s", &[ValRaw::i32(22)])[0].get_i64(), 0xfeff_0807u32 as i32 as i64);
+    assert_eq!(
+        i.call("load64", &[ValRaw::i32(16)])[0].get_i64(),
+        0x0807060504030201
+    );
+    assert_eq!(
+        i.call("i64_load32_s", &[ValRaw::i32(22)])[0].get_i64(),
+        0xfeff_0807u32 as i32 as i64
+    );
     assert_eq!(i.call("i64_load8_u", &[ValRaw::i32(25)])[0].get_i64(), 0xfe);
     i.call("store_all", &[ValRaw::i32(100)]);
     let m = i.memory();
@@ -343,15 +390,27 @@ fn memory_access() {
     assert_eq!(&m[104..108], &[0x55, 0x44, 0x33, 0x22]);
     assert_eq!(&m[108..116], &(-2i64).to_le_bytes());
     assert_eq!(&m[116..120], &1.5f32.to_le_bytes());
-    assert_eq!(f64::from_bits(i.call("f64_load", &[ValRaw::i32(124)])[0].get_f64()), -0.5);
+    assert_eq!(
+        f64::from_bits(i.call("f64_load", &[ValRaw::i32(124)])[0].get_f64()),
+        -0.5
+    );
     assert_eq!(call_i32(&mut i, "size", &[]), 1);
     assert_eq!(call_i32(&mut i, "grow", &[1]), 1);
     assert_eq!(call_i32(&mut i, "size", &[]), 2);
     assert_eq!(call_i32(&mut i, "grow", &[5]), -1);
     assert_eq!(call_i32(&mut i, "high", &[]), 77);
-    i.call("fill", &[ValRaw::i32(200), ValRaw::i32(0xab), ValRaw::i32(4)]);
-    i.call("copy", &[ValRaw::i32(300), ValRaw::i32(198), ValRaw::i32(8)]);
-    assert_eq!(&i.memory()[298..310], &[0, 0, 0, 0, 0xab, 0xab, 0xab, 0xab, 0, 0, 0, 0]);
+    i.call(
+        "fill",
+        &[ValRaw::i32(200), ValRaw::i32(0xab), ValRaw::i32(4)],
+    );
+    i.call(
+        "copy",
+        &[ValRaw::i32(300), ValRaw::i32(198), ValRaw::i32(8)],
+    );
+    assert_eq!(
+        &i.memory()[298..310],
+        &[0, 0, 0, 0, 0xab, 0xab, 0xab, 0xab, 0, 0, 0, 0]
+    );
 }
 
 #[test]
@@ -457,7 +516,8 @@ fn host_imports() {
     let l2 = logged.clone();
     let imports: Vec<harness::HostFn> = vec![
         Box::new(|v: &mut [spate_tiers::abi::ValRaw]| {
-            let sum = v[0].get_i32() as f64 + v[1].get_i64() as f64 + f64::from_bits(v[2].get_f64());
+            let sum =
+                v[0].get_i32() as f64 + v[1].get_i64() as f64 + f64::from_bits(v[2].get_f64());
             v[0] = ValRaw::f64(sum.to_bits());
         }),
         Box::new(|v: &mut [ValRaw]| {
@@ -468,7 +528,10 @@ fn host_imports() {
         Box::new(move |v: &mut [ValRaw]| l2.set(v[0].get_i32())),
     ];
     let mut i = Instance::new(module, imports);
-    assert_eq!(i.call("go", &[ValRaw::i32(5)])[0].get_f64(), 15.5f64.to_bits());
+    assert_eq!(
+        i.call("go", &[ValRaw::i32(5)])[0].get_f64(),
+        15.5f64.to_bits()
+    );
     assert_eq!(logged.get(), 5);
     assert_eq!(call_i64(&mut i, "split_sum", &[(50 << 32) | 8]) as i32, 42);
 }
@@ -508,7 +571,10 @@ fn validation_errors_are_invalid_with_offset() {
     let bytes = wat(r#"(module (func (result i32) (i64.const 0)))"#);
     let err = compile(&bytes).err().expect("invalid body");
     assert_eq!(err.kind, CompileErrorKind::Invalid);
-    let expected = wasmparser::Validator::new().validate_all(&bytes).err().unwrap();
+    let expected = wasmparser::Validator::new()
+        .validate_all(&bytes)
+        .err()
+        .unwrap();
     assert_eq!(err.offset, Some(expected.offset() as usize));
     assert!(err.message.contains("type mismatch"), "{}", err.message);
 
@@ -516,21 +582,22 @@ fn validation_errors_are_invalid_with_offset() {
     let bytes = wat(r#"(module (func (param i32) (result i32)
         (local.get 0) (i32.const 1) (i32.add) (f32.neg)))"#);
     let err = compile(&bytes).err().expect("invalid body");
-    let expected = wasmparser::Validator::new().validate_all(&bytes).err().unwrap();
+    let expected = wasmparser::Validator::new()
+        .validate_all(&bytes)
+        .err()
+        .unwrap();
     assert_eq!(err.kind, CompileErrorKind::Invalid);
     assert_eq!(err.offset, Some(expected.offset() as usize));
 }
 
 #[test]
 fn trap_sites_and_source_locations() {
-    let bytes = wat(
-        r#"(module (memory 1)
+    let bytes = wat(r#"(module (memory 1)
           (func (param i32 i32) (result i32)
             (i32.load (local.get 0))
             (i32.div_s (local.get 1))
             (if (i32.eqz) (then (unreachable)))
-            (i32.trunc_f64_s (f64.const 1))))"#,
-    );
+            (i32.trunc_f64_s (f64.const 1))))"#);
     let module = compile(&bytes).unwrap();
     let f = &module.functions[0];
     let traps: Vec<TrapCode> = f.traps.iter().map(|t| t.trap).collect();
@@ -542,9 +609,16 @@ fn trap_sites_and_source_locations() {
         TrapCode::BadConversionToInteger,
         TrapCode::StackOverflow,
     ] {
-        assert!(traps.contains(&expected), "{expected:?} missing from {traps:?}");
+        assert!(
+            traps.contains(&expected),
+            "{expected:?} missing from {traps:?}"
+        );
     }
-    assert!(f.traps.windows(2).all(|w| w[0].code_offset <= w[1].code_offset));
+    assert!(
+        f.traps
+            .windows(2)
+            .all(|w| w[0].code_offset <= w[1].code_offset)
+    );
     assert!(!f.srclocs.is_empty());
     assert!(f.srclocs.windows(2).all(|w| w[0].0 <= w[1].0));
     // Every trap site maps to an operator inside the code section.
@@ -553,17 +627,19 @@ fn trap_sites_and_source_locations() {
         assert!(off < bytes.len());
     }
     // The load's trap site maps to the `i32.load` operator.
-    let load = f.traps.iter().find(|t| t.trap == TrapCode::MemoryOutOfBounds).unwrap();
+    let load = f
+        .traps
+        .iter()
+        .find(|t| t.trap == TrapCode::MemoryOutOfBounds)
+        .unwrap();
     let off = f.wasm_offset_at(load.code_offset).unwrap() as usize;
     assert_eq!(bytes[off], 0x28, "i32.load opcode at the recorded offset");
 }
 
 #[test]
 fn relaxed_simd_is_unsupported() {
-    let bytes = wat(
-        r#"(module (func (param v128 v128) (result v128)
-            (f32x4.relaxed_min (local.get 0) (local.get 1))))"#,
-    );
+    let bytes = wat(r#"(module (func (param v128 v128) (result v128)
+            (f32x4.relaxed_min (local.get 0) (local.get 1))))"#);
     let mut features = wasmparser::WasmFeatures::WASM2;
     features.insert(wasmparser::WasmFeatures::RELAXED_SIMD);
     // Compile through the tier directly with a validator that accepts relaxed SIMD.
@@ -581,7 +657,8 @@ fn relaxed_simd_is_unsupported() {
             }
         }
         if let wasmparser::Payload::FunctionSection(r) = &payload {
-            info.functions.extend(r.clone().into_iter().map(|t| t.unwrap()));
+            info.functions
+                .extend(r.clone().into_iter().map(|t| t.unwrap()));
         }
         if let wasmparser::ValidPayload::Func(f, body) = validator.payload(&payload).unwrap() {
             let mut v = f.into_validator(Default::default());

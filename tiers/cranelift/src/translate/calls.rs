@@ -11,8 +11,8 @@ use cranelift_codegen::ir::{
 use spate_tiers::abi::RET_AREA_SLOT;
 use spate_tiers::libcall::Libcall;
 use spate_tiers::vmctx::{
-    VMCTX_ENTRIES, VMCTX_FUNC_REFS, VMCTX_LIBCALLS, VMCTX_TABLES, VMCTX_TYPE_IDS,
-    VMFUNCREF_ENTRY, VMFUNCREF_TYPE_ID, VMFUNCREF_VMCTX, VMTABLE_BASE, VMTABLE_LENGTH,
+    VMCTX_ENTRIES, VMCTX_FUNC_REFS, VMCTX_LIBCALLS, VMCTX_TABLES, VMCTX_TYPE_IDS, VMFUNCREF_ENTRY,
+    VMFUNCREF_TYPE_ID, VMFUNCREF_VMCTX, VMTABLE_BASE, VMTABLE_LENGTH,
 };
 use spate_tiers::{CompileError, TrapCode};
 
@@ -46,7 +46,10 @@ impl FuncTranslator<'_> {
     pub(crate) fn libcall(&mut self, libcall: Libcall, args: &[Value]) -> Option<Value> {
         let sig = self.libcall_sig(libcall);
         let table = self.vmctx_load(VMCTX_LIBCALLS, trusted_readonly());
-        let func = self.builder.ins().load(I64, trusted_readonly(), table, libcall.table_offset());
+        let func = self
+            .builder
+            .ins()
+            .load(I64, trusted_readonly(), table, libcall.table_offset());
         self.call_args.clear();
         self.call_args.push(self.vmctx);
         self.call_args.extend_from_slice(args);
@@ -73,11 +76,10 @@ impl FuncTranslator<'_> {
         if let Some(&sig) = self.signatures.get(&type_index) {
             return Ok(sig);
         }
-        let ty = self
-            .module
-            .types
-            .get(type_index as usize)
-            .ok_or_else(|| CompileError::invalid(format!("unknown type {type_index}"), offset))?;
+        let ty =
+            self.module.types.get(type_index as usize).ok_or_else(|| {
+                CompileError::invalid(format!("unknown type {type_index}"), offset)
+            })?;
         let sig = wasm_signature(ty, self.call_conv, offset)?;
         let sig = self.builder.import_signature(sig);
         self.signatures.insert(type_index, sig);
@@ -90,7 +92,10 @@ impl FuncTranslator<'_> {
         offset: usize,
     ) -> Result<(), CompileError> {
         let Some(&type_index) = self.module.functions.get(function_index as usize) else {
-            return Err(CompileError::invalid(format!("unknown function {function_index}"), offset));
+            return Err(CompileError::invalid(
+                format!("unknown function {function_index}"),
+                offset,
+            ));
         };
         let sig = self.wasm_sig(type_index, offset)?;
         let (code, callee_vmctx) = match self.module.defined_func_index(function_index) {
@@ -117,25 +122,43 @@ impl FuncTranslator<'_> {
         offset: usize,
     ) -> Result<(), CompileError> {
         if table_index as usize >= self.module.tables.len() {
-            return Err(CompileError::invalid(format!("unknown table {table_index}"), offset));
+            return Err(CompileError::invalid(
+                format!("unknown table {table_index}"),
+                offset,
+            ));
         }
         let sig = self.wasm_sig(type_index, offset)?;
         let index = self.pop1();
         let table = self.table_ptr(table_index);
-        let length = self.builder.ins().load(I32, trusted(), table, VMTABLE_LENGTH);
-        let oob = self.builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, index, length);
-        self.builder.ins().trapnz(oob, cranelift_trap_code(TrapCode::IndirectCallOutOfBounds));
+        let length = self
+            .builder
+            .ins()
+            .load(I32, trusted(), table, VMTABLE_LENGTH);
+        let oob = self
+            .builder
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, index, length);
+        self.builder
+            .ins()
+            .trapnz(oob, cranelift_trap_code(TrapCode::IndirectCallOutOfBounds));
         let base = self.builder.ins().load(I64, trusted(), table, VMTABLE_BASE);
         let index = self.builder.ins().uextend(I64, index);
         let byte_offset = self.builder.ins().ishl_imm_u(index, 3);
         let elem = self.builder.ins().iadd(base, byte_offset);
         let func_ref = self.builder.ins().load(I64, trusted(), elem, 0);
-        self.builder.ins().trapz(func_ref, cranelift_trap_code(TrapCode::IndirectCallToNull));
-        let actual = self.builder.ins().load(I32, trusted_readonly(), func_ref, VMFUNCREF_TYPE_ID);
+        self.builder
+            .ins()
+            .trapz(func_ref, cranelift_trap_code(TrapCode::IndirectCallToNull));
+        let actual = self
+            .builder
+            .ins()
+            .load(I32, trusted_readonly(), func_ref, VMFUNCREF_TYPE_ID);
         let type_ids = self.vmctx_load(VMCTX_TYPE_IDS, trusted_readonly());
         let expected = self.load_at(I32, trusted_readonly(), type_ids, u64::from(type_index) * 4);
         let mismatch = self.builder.ins().icmp(IntCC::NotEqual, actual, expected);
-        self.builder.ins().trapnz(mismatch, cranelift_trap_code(TrapCode::BadSignature));
+        self.builder
+            .ins()
+            .trapnz(mismatch, cranelift_trap_code(TrapCode::BadSignature));
         let (code, callee_vmctx) = self.func_ref_code_and_vmctx(func_ref);
         self.emit_wasm_call(sig, type_index, code, callee_vmctx);
         Ok(())
@@ -144,14 +167,25 @@ impl FuncTranslator<'_> {
     /// Loads `vmctx.func_refs[function_index]`, a `*const VMFuncRef`.
     fn load_func_ref(&mut self, function_index: u32) -> Value {
         let func_refs = self.vmctx_load(VMCTX_FUNC_REFS, trusted_readonly());
-        self.load_at(I64, trusted_readonly(), func_refs, u64::from(function_index) * 8)
+        self.load_at(
+            I64,
+            trusted_readonly(),
+            func_refs,
+            u64::from(function_index) * 8,
+        )
     }
 
     /// The current code pointer and the callee context of a (non-null) `VMFuncRef`.
     fn func_ref_code_and_vmctx(&mut self, func_ref: Value) -> (Value, Value) {
-        let entry = self.builder.ins().load(I64, trusted_readonly(), func_ref, VMFUNCREF_ENTRY);
+        let entry = self
+            .builder
+            .ins()
+            .load(I64, trusted_readonly(), func_ref, VMFUNCREF_ENTRY);
         let code = self.builder.ins().load(I64, trusted(), entry, 0);
-        let vmctx = self.builder.ins().load(I64, trusted_readonly(), func_ref, VMFUNCREF_VMCTX);
+        let vmctx = self
+            .builder
+            .ins()
+            .load(I64, trusted_readonly(), func_ref, VMFUNCREF_VMCTX);
         (code, vmctx)
     }
 
@@ -231,7 +265,10 @@ impl FuncTranslator<'_> {
         offset: usize,
     ) -> Result<(), CompileError> {
         if function_index as usize >= self.module.functions.len() {
-            return Err(CompileError::invalid(format!("unknown function {function_index}"), offset));
+            return Err(CompileError::invalid(
+                format!("unknown function {function_index}"),
+                offset,
+            ));
         }
         let v = self.load_func_ref(function_index);
         self.push(v);
@@ -241,7 +278,9 @@ impl FuncTranslator<'_> {
     pub(super) fn translate_table_get(&mut self, table: u32) {
         let index = self.pop1();
         let table = self.iconst_u32(table);
-        let v = self.libcall(Libcall::TableGet, &[table, index]).expect("table.get returns");
+        let v = self
+            .libcall(Libcall::TableGet, &[table, index])
+            .expect("table.get returns");
         self.push(v);
     }
 
@@ -253,14 +292,19 @@ impl FuncTranslator<'_> {
 
     pub(super) fn translate_table_size(&mut self, table: u32) {
         let table = self.table_ptr(table);
-        let v = self.builder.ins().load(I32, trusted(), table, VMTABLE_LENGTH);
+        let v = self
+            .builder
+            .ins()
+            .load(I32, trusted(), table, VMTABLE_LENGTH);
         self.push(v);
     }
 
     pub(super) fn translate_table_grow(&mut self, table: u32) {
         let (init, delta) = self.pop2();
         let table = self.iconst_u32(table);
-        let v = self.libcall(Libcall::TableGrow, &[table, init, delta]).expect("table.grow returns");
+        let v = self
+            .libcall(Libcall::TableGrow, &[table, init, delta])
+            .expect("table.grow returns");
         self.push(v);
     }
 

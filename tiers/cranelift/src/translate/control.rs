@@ -60,7 +60,9 @@ impl ControlFrame {
 
 impl FuncTranslator<'_> {
     pub(super) fn translate_unreachable(&mut self) {
-        self.builder.ins().trap(cranelift_trap_code(TrapCode::UnreachableCodeReached));
+        self.builder
+            .ins()
+            .trap(cranelift_trap_code(TrapCode::UnreachableCodeReached));
         self.reachable = false;
     }
 
@@ -97,7 +99,8 @@ impl FuncTranslator<'_> {
         let height = self.stack.len() - num_params;
         self.stack.truncate(height);
         self.builder.switch_to_block(header);
-        self.stack.extend_from_slice(self.builder.block_params(header));
+        self.stack
+            .extend_from_slice(self.builder.block_params(header));
         self.emit_budget_check();
         self.control.push(ControlFrame {
             kind: FrameKind::Loop { header },
@@ -121,14 +124,20 @@ impl FuncTranslator<'_> {
         let next = self.block_with_params(sig.results(), offset)?;
         let then_block = self.builder.create_block();
         let else_block = self.builder.create_block();
-        self.builder.ins().brif(cond, then_block, &[], else_block, &[]);
+        self.builder
+            .ins()
+            .brif(cond, then_block, &[], else_block, &[]);
         self.builder.seal_block(then_block);
         self.builder.seal_block(else_block);
         self.builder.switch_to_block(then_block);
         let height = self.stack.len() - num_params;
         let else_params = self.stack[height..].to_vec();
         self.control.push(ControlFrame {
-            kind: FrameKind::If { else_block, else_params, has_else: false },
+            kind: FrameKind::If {
+                else_block,
+                else_params,
+                has_else: false,
+            },
             next,
             num_params,
             num_results: sig.results().len(),
@@ -143,7 +152,12 @@ impl FuncTranslator<'_> {
         let Some(frame) = self.control.last_mut() else {
             return Err(CompileError::invalid("`else` outside of `if`", offset));
         };
-        let FrameKind::If { else_block, ref mut else_params, ref mut has_else } = frame.kind else {
+        let FrameKind::If {
+            else_block,
+            ref mut else_params,
+            ref mut has_else,
+        } = frame.kind
+        else {
             return Err(CompileError::invalid("`else` outside of `if`", offset));
         };
         if *has_else {
@@ -167,7 +181,10 @@ impl FuncTranslator<'_> {
 
     pub(super) fn translate_end(&mut self, offset: usize) -> Result<(), CompileError> {
         let Some(mut frame) = self.control.pop() else {
-            return Err(CompileError::invalid("`end` without a matching block", offset));
+            return Err(CompileError::invalid(
+                "`end` without a matching block",
+                offset,
+            ));
         };
         match frame.kind {
             FrameKind::Function => {
@@ -178,14 +195,17 @@ impl FuncTranslator<'_> {
                     self.stack.truncate(frame.height);
                     self.builder.switch_to_block(frame.next);
                     self.builder.seal_block(frame.next);
-                    self.stack.extend_from_slice(self.builder.block_params(frame.next));
+                    self.stack
+                        .extend_from_slice(self.builder.block_params(frame.next));
                     self.emit_return();
                 }
                 self.stack.clear();
                 self.reachable = false;
                 return Ok(());
             }
-            FrameKind::Block | FrameKind::Loop { .. } if self.reachable && !frame.exit_reachable => {
+            FrameKind::Block | FrameKind::Loop { .. }
+                if self.reachable && !frame.exit_reachable =>
+            {
                 // Nothing branches to the end of the construct: its results are already on the
                 // stack, so keep going in the current block (`next` is never used).
                 if let FrameKind::Loop { header } = frame.kind {
@@ -195,7 +215,11 @@ impl FuncTranslator<'_> {
             }
             FrameKind::Block => {}
             FrameKind::Loop { header } => self.builder.seal_block(header),
-            FrameKind::If { else_block, ref else_params, has_else } => {
+            FrameKind::If {
+                else_block,
+                ref else_params,
+                has_else,
+            } => {
                 if !has_else {
                     // The implicit `else` passes the parameters through as results.
                     if self.reachable {
@@ -204,7 +228,8 @@ impl FuncTranslator<'_> {
                     }
                     self.builder.switch_to_block(else_block);
                     self.block_args.clear();
-                    self.block_args.extend(else_params.iter().map(|&v| BlockArg::Value(v)));
+                    self.block_args
+                        .extend(else_params.iter().map(|&v| BlockArg::Value(v)));
                     self.builder.ins().jump(frame.next, &self.block_args);
                     frame.exit_reachable = true;
                     self.reachable = false;
@@ -220,7 +245,8 @@ impl FuncTranslator<'_> {
         if frame.exit_reachable {
             self.builder.switch_to_block(frame.next);
             self.builder.seal_block(frame.next);
-            self.stack.extend_from_slice(self.builder.block_params(frame.next));
+            self.stack
+                .extend_from_slice(self.builder.block_params(frame.next));
             self.reachable = true;
         } else {
             self.reachable = false;
@@ -259,7 +285,9 @@ impl FuncTranslator<'_> {
         let (target, n) = self.branch_target(depth);
         let cont = self.builder.create_block();
         self.stack_block_args(n);
-        self.builder.ins().brif(cond, target, &self.block_args, cont, &[]);
+        self.builder
+            .ins()
+            .brif(cond, target, &self.block_args, cont, &[]);
         self.builder.seal_block(cont);
         self.builder.switch_to_block(cont);
     }
@@ -293,11 +321,17 @@ impl FuncTranslator<'_> {
             let mut calls = Vec::with_capacity(depths.len());
             for &d in &depths {
                 let (block, _) = self.branch_target(d);
-                calls.push(BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists));
+                calls.push(BlockCall::new(
+                    block,
+                    [],
+                    &mut self.builder.func.dfg.value_lists,
+                ));
             }
             let (block, _) = self.branch_target(default);
             let default_call = BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists);
-            let jt = self.builder.create_jump_table(JumpTableData::new(default_call, &calls));
+            let jt = self
+                .builder
+                .create_jump_table(JumpTableData::new(default_call, &calls));
             self.builder.ins().br_table(index, jt);
         } else {
             // Targets need arguments: go through one forwarding block per distinct target.
@@ -313,11 +347,17 @@ impl FuncTranslator<'_> {
             let mut calls = Vec::with_capacity(depths.len());
             for &d in &depths {
                 let block = forwarder(self, d);
-                calls.push(BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists));
+                calls.push(BlockCall::new(
+                    block,
+                    [],
+                    &mut self.builder.func.dfg.value_lists,
+                ));
             }
             let block = forwarder(self, default);
             let default_call = BlockCall::new(block, [], &mut self.builder.func.dfg.value_lists);
-            let jt = self.builder.create_jump_table(JumpTableData::new(default_call, &calls));
+            let jt = self
+                .builder
+                .create_jump_table(JumpTableData::new(default_call, &calls));
             self.builder.ins().br_table(index, jt);
             self.stack_block_args(arity);
             for (d, block) in forwarders {
@@ -364,17 +404,26 @@ impl FuncTranslator<'_> {
         } else {
             (self.builder.ins().iadd_imm_s(budgets, slot as i64), 0)
         };
-        let budget = self.builder.ins().load(types::I32, trusted(), addr.0, addr.1);
+        let budget = self
+            .builder
+            .ins()
+            .load(types::I32, trusted(), addr.0, addr.1);
         let budget = self.builder.ins().iadd_imm_s(budget, -1);
         self.builder.ins().store(trusted(), budget, addr.0, addr.1);
-        let exhausted = self.builder.ins().icmp_imm_s(IntCC::SignedLessThan, budget, 0);
+        let exhausted = self
+            .builder
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, budget, 0);
         let cold = self.builder.create_block();
         let cont = self.builder.create_block();
         self.builder.set_cold_block(cold);
         self.builder.ins().brif(exhausted, cold, &[], cont, &[]);
         self.builder.seal_block(cold);
         self.builder.switch_to_block(cold);
-        let index = self.builder.ins().iconst(types::I32, i64::from(self.def_index));
+        let index = self
+            .builder
+            .ins()
+            .iconst(types::I32, i64::from(self.def_index));
         self.libcall(Libcall::TierUp, &[index]);
         self.builder.ins().jump(cont, &[]);
         self.builder.seal_block(cont);

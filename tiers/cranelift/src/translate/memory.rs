@@ -46,16 +46,20 @@ fn check_memory(mem: u32, offset: usize) -> Result<(), CompileError> {
     if mem == 0 {
         Ok(())
     } else {
-        Err(CompileError::unsupported(format!("memory {mem}: multiple memories are not supported"), offset))
+        Err(CompileError::unsupported(
+            format!("memory {mem}: multiple memories are not supported"),
+            offset,
+        ))
     }
 }
 
 fn check_memarg(memarg: &MemArg, offset: usize) -> Result<(), CompileError> {
     match memarg.target {
         MemArgTarget::Memory(mem) => check_memory(mem, offset),
-        MemArgTarget::Array(_) => {
-            Err(CompileError::unsupported("GC array accesses are not supported", offset))
-        }
+        MemArgTarget::Array(_) => Err(CompileError::unsupported(
+            "GC array accesses are not supported",
+            offset,
+        )),
     }
 }
 
@@ -110,26 +114,43 @@ impl FuncTranslator<'_> {
         Ok(())
     }
 
-    pub(super) fn translate_memory_size(&mut self, mem: u32, offset: usize) -> Result<(), CompileError> {
+    pub(super) fn translate_memory_size(
+        &mut self,
+        mem: u32,
+        offset: usize,
+    ) -> Result<(), CompileError> {
         check_memory(mem, offset)?;
         let memory = self.vmctx_load(VMCTX_MEMORY, trusted_readonly());
         // Not read-only: `memory.grow` (here or in a callee) changes it.
-        let length = self.builder.ins().load(types::I64, trusted(), memory, VMMEMORY_LENGTH);
+        let length = self
+            .builder
+            .ins()
+            .load(types::I64, trusted(), memory, VMMEMORY_LENGTH);
         let pages = self.builder.ins().ushr_imm_u(length, 16);
         let pages = self.builder.ins().ireduce(types::I32, pages);
         self.push(pages);
         Ok(())
     }
 
-    pub(super) fn translate_memory_grow(&mut self, mem: u32, offset: usize) -> Result<(), CompileError> {
+    pub(super) fn translate_memory_grow(
+        &mut self,
+        mem: u32,
+        offset: usize,
+    ) -> Result<(), CompileError> {
         check_memory(mem, offset)?;
         let delta = self.pop1();
-        let old = self.libcall(Libcall::MemoryGrow, &[delta]).expect("memory.grow returns");
+        let old = self
+            .libcall(Libcall::MemoryGrow, &[delta])
+            .expect("memory.grow returns");
         self.push(old);
         Ok(())
     }
 
-    pub(super) fn translate_memory_fill(&mut self, mem: u32, offset: usize) -> Result<(), CompileError> {
+    pub(super) fn translate_memory_fill(
+        &mut self,
+        mem: u32,
+        offset: usize,
+    ) -> Result<(), CompileError> {
         check_memory(mem, offset)?;
         let (dst, value, len) = self.pop3();
         self.libcall(Libcall::MemoryFill, &[dst, value, len]);

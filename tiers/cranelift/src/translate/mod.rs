@@ -171,7 +171,10 @@ pub(crate) fn translate_function(
 /// Rejects modules whose memories or tables the baseline tier cannot address.
 fn check_module_support(module: &ModuleInfo, offset: usize) -> Result<(), CompileError> {
     if module.memories.len() > 1 {
-        return Err(CompileError::unsupported("multiple memories are not supported", offset));
+        return Err(CompileError::unsupported(
+            "multiple memories are not supported",
+            offset,
+        ));
     }
     if let Some(m) = module.memories.first() {
         if m.memory64 || m.shared || m.page_size_log2.is_some_and(|p| p != 16) {
@@ -182,7 +185,10 @@ fn check_module_support(module: &ModuleInfo, offset: usize) -> Result<(), Compil
         }
     }
     if module.tables.iter().any(|t| t.table64 || t.shared) {
-        return Err(CompileError::unsupported("64-bit and shared tables are not supported", offset));
+        return Err(CompileError::unsupported(
+            "64-bit and shared tables are not supported",
+            offset,
+        ));
     }
     Ok(())
 }
@@ -225,7 +231,9 @@ pub(crate) fn trusted_readonly() -> MemFlagsData {
 impl<'a> FuncTranslator<'a> {
     /// Pops the value on top of the stack.
     pub(crate) fn pop1(&mut self) -> Value {
-        self.stack.pop().expect("wasm operand stack underflow (the body was not validated)")
+        self.stack
+            .pop()
+            .expect("wasm operand stack underflow (the body was not validated)")
     }
 
     /// Pops two values `(a, b)`; `b` was on top.
@@ -251,10 +259,17 @@ impl<'a> FuncTranslator<'a> {
     /// zero-extended index plus `memarg.offset`, all in 64 bits (so it never wraps). No bounds
     /// check: the memory's guard reservation makes any out-of-bounds access fault, and accesses
     /// with [`Self::heap_flags`] are trap sites.
-    #[allow(dead_code, reason = "interface for operator families (SIMD) that need a plain address")]
+    #[allow(
+        dead_code,
+        reason = "interface for operator families (SIMD) that need a plain address"
+    )]
     pub(crate) fn heap_addr(&mut self, memarg: &MemArg) -> Value {
         let (addr, offset) = self.heap_addr_and_offset(memarg);
-        if offset == 0 { addr } else { self.builder.ins().iadd_imm_s(addr, i64::from(offset)) }
+        if offset == 0 {
+            addr
+        } else {
+            self.builder.ins().iadd_imm_s(addr, i64::from(offset))
+        }
     }
 
     /// Like [`Self::heap_addr`], but returns an offset that fits a load/store immediate
@@ -326,9 +341,12 @@ impl<'a> FuncTranslator<'a> {
         Ok(match bt {
             BlockType::Empty => BlockSig::Empty,
             BlockType::Type(t) => BlockSig::Single(t),
-            BlockType::FuncType(i) => BlockSig::Func(self.module.types.get(i as usize).ok_or_else(
-                || CompileError::invalid(format!("unknown type {i}"), offset),
-            )?),
+            BlockType::FuncType(i) => BlockSig::Func(
+                self.module
+                    .types
+                    .get(i as usize)
+                    .ok_or_else(|| CompileError::invalid(format!("unknown type {i}"), offset))?,
+            ),
         })
     }
 
@@ -352,7 +370,12 @@ impl<'a> FuncTranslator<'a> {
             types::F32 => self.builder.ins().f32const(0.0),
             types::F64 => self.builder.ins().f64const(0.0),
             ty if ty.is_vector() => {
-                let c = self.builder.func.dfg.constants.insert(ConstantData::from(&[0u8; 16][..]));
+                let c = self
+                    .builder
+                    .func
+                    .dfg
+                    .constants
+                    .insert(ConstantData::from(&[0u8; 16][..]));
                 self.builder.ins().vconst(ty, c)
             }
             ty => self.builder.ins().iconst(ty, 0),
@@ -415,13 +438,17 @@ impl<'a> FuncTranslator<'a> {
         // Runtime state the whole function uses.
         if !self.module.memories.is_empty() {
             let memory = self.vmctx_load(VMCTX_MEMORY, trusted_readonly());
-            let base = self.builder.ins().load(types::I64, trusted_readonly(), memory, VMMEMORY_BASE);
+            let base =
+                self.builder
+                    .ins()
+                    .load(types::I64, trusted_readonly(), memory, VMMEMORY_BASE);
             self.memory_base = Some(base);
         }
 
         // The function-level frame: branches to it return.
         let exit = self.block_with_params(ty.results(), body_offset)?;
-        self.control.push(ControlFrame::function(exit, ty.results().len()));
+        self.control
+            .push(ControlFrame::function(exit, ty.results().len()));
         self.emit_budget_check();
 
         let mut op_reader = locals_reader.get_binary_reader();
@@ -456,7 +483,12 @@ impl<'a> FuncTranslator<'a> {
     /// `vmctx.limits.stack_limit`.
     fn declare_stack_limit(&mut self) {
         let vmctx = self.builder.create_global_value(GlobalValueData::VMContext);
-        let flags = self.builder.func.dfg.mem_flags.insert_unchecked(trusted_readonly());
+        let flags = self
+            .builder
+            .func
+            .dfg
+            .mem_flags
+            .insert_unchecked(trusted_readonly());
         let limits = self.builder.create_global_value(GlobalValueData::Load {
             base: vmctx,
             offset: Offset32::new(VMCTX_LIMITS),
@@ -523,9 +555,10 @@ impl<'a> FuncTranslator<'a> {
             O::BrTable { ref targets } => self.translate_br_table(targets, offset)?,
             O::Return => self.translate_return(),
             O::Call { function_index } => self.translate_call(function_index, offset)?,
-            O::CallIndirect { type_index, table_index } => {
-                self.translate_call_indirect(type_index, table_index, offset)?
-            }
+            O::CallIndirect {
+                type_index,
+                table_index,
+            } => self.translate_call_indirect(type_index, table_index, offset)?,
 
             // Parametric.
             O::Drop => {
@@ -561,16 +594,24 @@ impl<'a> FuncTranslator<'a> {
             O::I64Load { memarg } => self.translate_load(&memarg, memory::Access::I64, offset)?,
             O::F32Load { memarg } => self.translate_load(&memarg, memory::Access::F32, offset)?,
             O::F64Load { memarg } => self.translate_load(&memarg, memory::Access::F64, offset)?,
-            O::I32Load8S { memarg } => self.translate_load(&memarg, memory::Access::I32S8, offset)?,
-            O::I32Load8U { memarg } => self.translate_load(&memarg, memory::Access::I32U8, offset)?,
+            O::I32Load8S { memarg } => {
+                self.translate_load(&memarg, memory::Access::I32S8, offset)?
+            }
+            O::I32Load8U { memarg } => {
+                self.translate_load(&memarg, memory::Access::I32U8, offset)?
+            }
             O::I32Load16S { memarg } => {
                 self.translate_load(&memarg, memory::Access::I32S16, offset)?
             }
             O::I32Load16U { memarg } => {
                 self.translate_load(&memarg, memory::Access::I32U16, offset)?
             }
-            O::I64Load8S { memarg } => self.translate_load(&memarg, memory::Access::I64S8, offset)?,
-            O::I64Load8U { memarg } => self.translate_load(&memarg, memory::Access::I64U8, offset)?,
+            O::I64Load8S { memarg } => {
+                self.translate_load(&memarg, memory::Access::I64S8, offset)?
+            }
+            O::I64Load8U { memarg } => {
+                self.translate_load(&memarg, memory::Access::I64U8, offset)?
+            }
             O::I64Load16S { memarg } => {
                 self.translate_load(&memarg, memory::Access::I64S16, offset)?
             }
@@ -583,7 +624,10 @@ impl<'a> FuncTranslator<'a> {
             O::I64Load32U { memarg } => {
                 self.translate_load(&memarg, memory::Access::I64U32, offset)?
             }
-            O::I32Store { memarg } | O::I64Store { memarg } | O::F32Store { memarg } | O::F64Store { memarg } => {
+            O::I32Store { memarg }
+            | O::I64Store { memarg }
+            | O::F32Store { memarg }
+            | O::F64Store { memarg } => {
                 self.translate_store(&memarg, memory::Width::Full, offset)?
             }
             O::I32Store8 { memarg } | O::I64Store8 { memarg } => {
@@ -592,7 +636,9 @@ impl<'a> FuncTranslator<'a> {
             O::I32Store16 { memarg } | O::I64Store16 { memarg } => {
                 self.translate_store(&memarg, memory::Width::W16, offset)?
             }
-            O::I64Store32 { memarg } => self.translate_store(&memarg, memory::Width::W32, offset)?,
+            O::I64Store32 { memarg } => {
+                self.translate_store(&memarg, memory::Width::W32, offset)?
+            }
             O::MemorySize { mem } => self.translate_memory_size(mem, offset)?,
             O::MemoryGrow { mem } => self.translate_memory_grow(mem, offset)?,
             O::MemoryFill { mem } => self.translate_memory_fill(mem, offset)?,
@@ -611,7 +657,10 @@ impl<'a> FuncTranslator<'a> {
             }
             O::RefIsNull => {
                 let r = self.pop1();
-                let is_null = self.builder.ins().icmp_imm_s(ir::condcodes::IntCC::Equal, r, 0);
+                let is_null = self
+                    .builder
+                    .ins()
+                    .icmp_imm_s(ir::condcodes::IntCC::Equal, r, 0);
                 let v = self.builder.ins().uextend(types::I32, is_null);
                 self.push(v);
             }
@@ -621,7 +670,10 @@ impl<'a> FuncTranslator<'a> {
             O::TableSize { table } => self.translate_table_size(table),
             O::TableGrow { table } => self.translate_table_grow(table),
             O::TableFill { table } => self.translate_table_fill(table),
-            O::TableCopy { dst_table, src_table } => self.translate_table_copy(dst_table, src_table),
+            O::TableCopy {
+                dst_table,
+                src_table,
+            } => self.translate_table_copy(dst_table, src_table),
             O::TableInit { elem_index, table } => self.translate_table_init(elem_index, table),
             O::ElemDrop { elem_index } => self.translate_elem_drop(elem_index),
 
@@ -642,7 +694,12 @@ impl<'a> FuncTranslator<'a> {
     /// The address of the storage of global `index` (a 16-byte `VMGlobal` cell).
     fn global_cell(&mut self, index: u32) -> Value {
         let globals = self.vmctx_load(VMCTX_GLOBALS, trusted_readonly());
-        self.load_at(types::I64, trusted_readonly(), globals, u64::from(index) * 8)
+        self.load_at(
+            types::I64,
+            trusted_readonly(),
+            globals,
+            u64::from(index) * 8,
+        )
     }
 
     fn translate_global_get(&mut self, index: u32, offset: usize) -> Result<(), CompileError> {
@@ -653,7 +710,11 @@ impl<'a> FuncTranslator<'a> {
             .ok_or_else(|| CompileError::invalid(format!("unknown global {index}"), offset))?;
         let ty = value_type_or_err(g.content_type, offset)?;
         let cell = self.global_cell(index);
-        let flags = if g.mutable { trusted() } else { trusted_readonly() };
+        let flags = if g.mutable {
+            trusted()
+        } else {
+            trusted_readonly()
+        };
         let v = self.builder.ins().load(ty, flags, cell, 0);
         self.push(v);
         Ok(())
@@ -661,7 +722,10 @@ impl<'a> FuncTranslator<'a> {
 
     fn translate_global_set(&mut self, index: u32, offset: usize) -> Result<(), CompileError> {
         if self.module.globals.get(index as usize).is_none() {
-            return Err(CompileError::invalid(format!("unknown global {index}"), offset));
+            return Err(CompileError::invalid(
+                format!("unknown global {index}"),
+                offset,
+            ));
         }
         let v = self.pop1();
         let cell = self.global_cell(index);
@@ -673,7 +737,8 @@ impl<'a> FuncTranslator<'a> {
     fn stack_block_args(&mut self, n: usize) {
         let start = self.stack.len() - n;
         self.block_args.clear();
-        self.block_args.extend(self.stack[start..].iter().map(|&v| BlockArg::Value(v)));
+        self.block_args
+            .extend(self.stack[start..].iter().map(|&v| BlockArg::Value(v)));
     }
 }
 

@@ -9,7 +9,9 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-use cranelift_codegen::ir::{self, InstBuilder, InstructionData, MemFlagsData, Opcode, Value, types};
+use cranelift_codegen::ir::{
+    self, InstBuilder, InstructionData, MemFlagsData, Opcode, Value, types,
+};
 use cranelift_frontend::FunctionBuilder;
 use spate_tiers::{CompileError, TrapCode};
 use wasmparser::Operator;
@@ -225,11 +227,18 @@ impl<'a> FuncTranslator<'a> {
         let dfg = &self.builder.func.dfg;
         let inst = dfg.value_def(v).inst()?;
         match dfg.insts[inst] {
-            InstructionData::UnaryImm { opcode: Opcode::Iconst, imm } => {
+            InstructionData::UnaryImm {
+                opcode: Opcode::Iconst,
+                imm,
+            } => {
                 // Sign-extend from the value's width.
                 let bits = dfg.value_type(v).bits();
                 let raw = imm.bits();
-                Some(if bits < 64 { (raw << (64 - bits)) >> (64 - bits) } else { raw })
+                Some(if bits < 64 {
+                    (raw << (64 - bits)) >> (64 - bits)
+                } else {
+                    raw
+                })
             }
             _ => None,
         }
@@ -241,15 +250,23 @@ impl<'a> FuncTranslator<'a> {
         let ty = self.value_type(y);
         let divisor = self.iconst_value(y);
         if divisor.is_none_or(|d| d == 0) {
-            self.builder.ins().trapz(y, cranelift_trap_code(TrapCode::IntegerDivisionByZero));
+            self.builder
+                .ins()
+                .trapz(y, cranelift_trap_code(TrapCode::IntegerDivisionByZero));
         }
         if kind == DivKind::DivS && divisor.is_none_or(|d| d == -1) {
             // INT_MIN / -1 overflows. (INT_MIN rem -1 is 0, which `srem` computes.)
-            let min = if ty == I32 { i64::from(i32::MIN) } else { i64::MIN };
+            let min = if ty == I32 {
+                i64::from(i32::MIN)
+            } else {
+                i64::MIN
+            };
             let is_min = self.builder.ins().icmp_imm_s(IntCC::Equal, x, min);
             let is_minus_one = self.builder.ins().icmp_imm_s(IntCC::Equal, y, -1);
             let overflow = self.builder.ins().band(is_min, is_minus_one);
-            self.builder.ins().trapnz(overflow, cranelift_trap_code(TrapCode::IntegerOverflow));
+            self.builder
+                .ins()
+                .trapnz(overflow, cranelift_trap_code(TrapCode::IntegerOverflow));
         }
         let ins = self.builder.ins();
         let v = match kind {

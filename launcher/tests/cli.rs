@@ -1,0 +1,150 @@
+//! The `spate` command as a user runs it: output format, exit statuses, help.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn spate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(args)
+        .output()
+        .expect("run spate")
+}
+
+/// A scratch directory for this test process.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("spate-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const GOOD: &str = r#"
+(module (func (export "one") (result i32) i32.const 1))
+(assert_return (invoke "one") (i32.const 1))
+"#;
+
+const BAD: &str = r#"
+(module (func (export "one") (result i32) i32.const 1))
+(assert_return (invoke "one") (i32.const 2))
+(assert_trap (invoke "one") "unreachable")
+"#;
+
+#[test]
+fn wast_ends_with_the_totals_line_and_fails_on_failures() {
+    let dir = scratch("wast");
+    let good = dir.join("good.wast");
+    let bad = dir.join("bad.wast");
+    std::fs::write(&good, GOOD).unwrap();
+    std::fs::write(&bad, BAD).unwrap();
+
+    let out = spate(&["wast", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().last(), Some("2 passed, 0 failed"));
+
+    let out = spate(&["wast", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert_eq!(text.lines().last(), Some("3 passed, 2 failed"), "{text}");
+    assert!(
+        text.contains("bad.wast:3:2: assert_return: expected i32:2, got i32:1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.wast:4:2: assert_trap: expected trap `unreachable`"),
+        "{text}"
+    );
+
+    // A directory runs the scripts inside it.
+    let out = spate(&["wast", dir.to_str().unwrap()]);
+    assert_eq!(stdout(&out).lines().last(), Some("3 passed, 2 failed"));
+
+    // A missing script is a failure of its own; the others still run.
+    let missing = dir.join("missing.wast");
+    let out = spate(&["wast", missing.to_str().unwrap(), good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out).lines().last(), Some("2 passed, 1 failed"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compile_reports_bad_modules_without_crashing() {
+    let dir = scratch("compile");
+    let cases: [(&str, &[u8]); 6] = [
+        ("empty.wasm", b""),
+        ("truncated.wasm", b"\0asm\x01\0\0\0\x01\x05\x01\x60"),
+        ("version.wasm", b"\0asm\x02\0\0\0"),
+        ("magic.wasm", b"\0ASM\x01\0\0\0"),
+        // A function returning an i64 where its type says i32.
+        ("invalid.wasm", b"\0asm\x01\0\0\0\x01\x05\x01\x60\0\x01\x7f\x03\x02\x01\0\x0a\x06\x01\x04\0\x42\x01\x0b"),
+        ("text.wat", b"(module (func (result i32) i32.konst 1))"),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = spate(&["compile", path.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.starts_with("error: "), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+
+    let path = dir.join("ok.wasm");
+    std::fs::write(
+        &path,
+        b"\0asm\x01\0\0\0\x01\x05\x01\x60\0\x01\x7f\x03\x02\x01\0\x0a\x06\x01\x04\0\x41\x01\x0b",
+    )
+    .unwrap();
+    let out = spate(&["compile", "--tier", "baseline", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("size:          27 bytes"), "{text}");
+    assert!(
+        text.contains("functions:     1 defined, 0 imported"),
+        "{text}"
+    );
+    assert!(text.contains("compile time:"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unavailable_tiers_are_refused_clearly() {
+    for tier in ["optimized", "tiered"] {
+        let out = spate(&["compile", "--tier", tier, "whatever.wasm"]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("the `{tier}` tier is not available yet")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_explains_every_flag_with_an_example() {
+    for command in ["wast", "compile"] {
+        let out = spate(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        for flag in ["--tier", "--compile-threads"] {
+            assert!(text.contains(flag), "{command}: {text}");
+        }
+        // Every flag's own paragraph (help aside) carries an example.
+        let flags = text.matches("\n      --").count() + text.matches("\n  -v, --").count();
+        let examples = text.matches("Example: `").count();
+        assert!(
+            examples >= flags - 1,
+            "{command}: {flags} flags, {examples} examples\n{text}"
+        );
+    }
+    let out = spate(&["wast", "--help"]);
+    assert!(stdout(&out).contains("--verbose"));
+    let out = spate(&["--help"]);
+    assert!(stdout(&out).contains("Examples:"));
+}
