@@ -42,6 +42,7 @@ pub struct Config {
     pub(crate) max_wasm_stack: usize,
     pub(crate) tier_up_threshold: u32,
     pub(crate) verify: bool,
+    pub(crate) multi_memory: bool,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             max_wasm_stack: 512 * 1024,
             tier_up_threshold: 10_000,
             verify: cfg!(debug_assertions),
+            multi_memory: false,
         }
     }
 }
@@ -89,6 +91,22 @@ impl Config {
     pub fn tier_up_threshold(&mut self, n: u32) -> &mut Self {
         self.tier_up_threshold = n;
         self
+    }
+
+    /// Accepts modules with more than one memory (the multi-memory proposal; off by default,
+    /// since WebAssembly 2.0 allows one memory).
+    pub fn wasm_multi_memory(&mut self, on: bool) -> &mut Self {
+        self.multi_memory = on;
+        self
+    }
+
+    /// The WebAssembly features modules may use under this configuration.
+    pub(crate) fn features(&self) -> wasmparser::WasmFeatures {
+        let mut f = wasmparser::WasmFeatures::WASM2;
+        if self.multi_memory {
+            f |= wasmparser::WasmFeatures::MULTI_MEMORY;
+        }
+        f
     }
 
     /// Runs the Cranelift IR verifier on every function (slower; on by default in debug builds).

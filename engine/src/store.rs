@@ -119,6 +119,7 @@ impl<T> Store<T> {
             entries: std::ptr::null(),
             store: std::ptr::null_mut(),
             instance: std::ptr::null_mut(),
+            memories: std::ptr::null(),
         });
         let limits = Box::new(VMRuntimeLimits { stack_limit: 0 });
         host_vmctx.limits = &*limits;

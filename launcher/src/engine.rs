@@ -47,6 +47,8 @@ pub struct EngineSettings {
     pub tier: TierChoice,
     /// How many threads compile function bodies; `None` leaves the choice to the engine.
     pub compile_threads: Option<NonZeroUsize>,
+    /// Accept modules with several memories (the multi-memory proposal).
+    pub multi_memory: bool,
 }
 
 impl EngineSettings {
@@ -57,6 +59,7 @@ impl EngineSettings {
         if let Some(n) = self.compile_threads {
             config.compile_threads(n.get());
         }
+        config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)
     }
 }

@@ -92,6 +92,12 @@ struct EngineArgs {
     /// Example: `--compile-threads 2`
     #[arg(long, value_name = "N")]
     compile_threads: Option<NonZeroUsize>,
+
+    /// Accept modules with more than one memory (the multi-memory proposal; WebAssembly 2.0
+    /// allows one). `spate wast` turns it on by itself for scripts named `*memory-multi*` or
+    /// `*multi-memory*`. Example: `--multi-memory`
+    #[arg(long)]
+    multi_memory: bool,
 }
 
 impl EngineArgs {
@@ -99,6 +105,7 @@ impl EngineArgs {
         EngineSettings {
             tier: self.tier,
             compile_threads: self.compile_threads,
+            multi_memory: self.multi_memory,
         }
     }
 }
@@ -149,6 +156,13 @@ fn wast(args: &WastArgs) -> ExitCode {
     };
     let mut runner = WastRunner::new(engine);
     runner.verbose(args.verbose);
+    let multi = EngineSettings { multi_memory: true, ..args.engine.settings() };
+    match build_engine(&multi) {
+        Ok(engine) => {
+            runner.multi_memory_engine(engine);
+        }
+        Err(code) => return code,
+    }
 
     let mut totals = Totals::default();
     let mut stdout = std::io::stdout().lock();

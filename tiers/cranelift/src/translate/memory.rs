@@ -7,10 +7,10 @@
 use cranelift_codegen::ir::{InstBuilder, types};
 use spate_tiers::CompileError;
 use spate_tiers::libcall::Libcall;
-use spate_tiers::vmctx::{VMCTX_MEMORY, VMMEMORY_LENGTH};
+use spate_tiers::vmctx::VMMEMORY_LENGTH;
 use wasmparser::{MemArg, MemArgTarget};
 
-use super::{FuncTranslator, trusted, trusted_readonly};
+use super::{FuncTranslator, trusted};
 
 /// What a load reads and how it extends it.
 #[derive(Debug, Clone, Copy)]
@@ -41,21 +41,9 @@ pub(crate) enum Width {
     W32,
 }
 
-/// Memory index of wasm `MemArg`s and bulk operations: only memory 0 is supported.
-fn check_memory(mem: u32, offset: usize) -> Result<(), CompileError> {
-    if mem == 0 {
-        Ok(())
-    } else {
-        Err(CompileError::unsupported(
-            format!("memory {mem}: multiple memories are not supported"),
-            offset,
-        ))
-    }
-}
-
 fn check_memarg(memarg: &MemArg, offset: usize) -> Result<(), CompileError> {
     match memarg.target {
-        MemArgTarget::Memory(mem) => check_memory(mem, offset),
+        MemArgTarget::Memory(_) => Ok(()),
         MemArgTarget::Array(_) => Err(CompileError::unsupported(
             "GC array accesses are not supported",
             offset,
@@ -117,10 +105,9 @@ impl FuncTranslator<'_> {
     pub(super) fn translate_memory_size(
         &mut self,
         mem: u32,
-        offset: usize,
+        _offset: usize,
     ) -> Result<(), CompileError> {
-        check_memory(mem, offset)?;
-        let memory = self.vmctx_load(VMCTX_MEMORY, trusted_readonly());
+        let memory = self.memory_def(mem);
         // Not read-only: `memory.grow` (here or in a callee) changes it.
         let length = self
             .builder
@@ -135,12 +122,12 @@ impl FuncTranslator<'_> {
     pub(super) fn translate_memory_grow(
         &mut self,
         mem: u32,
-        offset: usize,
+        _offset: usize,
     ) -> Result<(), CompileError> {
-        check_memory(mem, offset)?;
         let delta = self.pop1();
+        let mem = self.iconst_u32(mem);
         let old = self
-            .libcall(Libcall::MemoryGrow, &[delta])
+            .libcall(Libcall::MemoryGrow, &[mem, delta])
             .expect("memory.grow returns");
         self.push(old);
         Ok(())
@@ -149,11 +136,11 @@ impl FuncTranslator<'_> {
     pub(super) fn translate_memory_fill(
         &mut self,
         mem: u32,
-        offset: usize,
+        _offset: usize,
     ) -> Result<(), CompileError> {
-        check_memory(mem, offset)?;
         let (dst, value, len) = self.pop3();
-        self.libcall(Libcall::MemoryFill, &[dst, value, len]);
+        let mem = self.iconst_u32(mem);
+        self.libcall(Libcall::MemoryFill, &[mem, dst, value, len]);
         Ok(())
     }
 
@@ -161,12 +148,11 @@ impl FuncTranslator<'_> {
         &mut self,
         dst_mem: u32,
         src_mem: u32,
-        offset: usize,
+        _offset: usize,
     ) -> Result<(), CompileError> {
-        check_memory(dst_mem, offset)?;
-        check_memory(src_mem, offset)?;
         let (dst, src, len) = self.pop3();
-        self.libcall(Libcall::MemoryCopy, &[dst, src, len]);
+        let (dst_mem, src_mem) = (self.iconst_u32(dst_mem), self.iconst_u32(src_mem));
+        self.libcall(Libcall::MemoryCopy, &[dst_mem, src_mem, dst, src, len]);
         Ok(())
     }
 
@@ -174,12 +160,12 @@ impl FuncTranslator<'_> {
         &mut self,
         segment: u32,
         mem: u32,
-        offset: usize,
+        _offset: usize,
     ) -> Result<(), CompileError> {
-        check_memory(mem, offset)?;
         let (dst, src, len) = self.pop3();
         let segment = self.builder.ins().iconst(types::I32, i64::from(segment));
-        self.libcall(Libcall::MemoryInit, &[segment, dst, src, len]);
+        let mem = self.iconst_u32(mem);
+        self.libcall(Libcall::MemoryInit, &[mem, segment, dst, src, len]);
         Ok(())
     }
 

@@ -31,7 +31,7 @@ use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use spate_tiers::libcall::Libcall;
 use spate_tiers::vmctx::{
-    VMCTX_GLOBALS, VMCTX_LIMITS, VMCTX_MEMORY, VMLIMITS_STACK_LIMIT, VMMEMORY_BASE,
+    VMCTX_GLOBALS, VMCTX_LIMITS, VMCTX_MEMORIES, VMCTX_MEMORY, VMLIMITS_STACK_LIMIT, VMMEMORY_BASE,
 };
 use spate_tiers::{CompileError, ModuleInfo};
 use wasmparser::{
@@ -170,19 +170,15 @@ pub(crate) fn translate_function(
 
 /// Rejects modules whose memories or tables the baseline tier cannot address.
 fn check_module_support(module: &ModuleInfo, offset: usize) -> Result<(), CompileError> {
-    if module.memories.len() > 1 {
+    if module
+        .memories
+        .iter()
+        .any(|m| m.memory64 || m.shared || m.page_size_log2.is_some_and(|p| p != 16))
+    {
         return Err(CompileError::unsupported(
-            "multiple memories are not supported",
+            "only unshared 32-bit memories with 64 KiB pages are supported",
             offset,
         ));
-    }
-    if let Some(m) = module.memories.first() {
-        if m.memory64 || m.shared || m.page_size_log2.is_some_and(|p| p != 16) {
-            return Err(CompileError::unsupported(
-                "only unshared 32-bit memories with 64 KiB pages are supported",
-                offset,
-            ));
-        }
     }
     if module.tables.iter().any(|t| t.table64 || t.shared) {
         return Err(CompileError::unsupported(
@@ -276,9 +272,13 @@ impl<'a> FuncTranslator<'a> {
     /// separately, so it can be folded into the access's addressing mode.
     pub(crate) fn heap_addr_and_offset(&mut self, memarg: &MemArg) -> (Value, i32) {
         let index = self.pop1();
-        let base = self
-            .memory_base
-            .expect("memory access in a module without memory (the body was not validated)");
+        let mem = match memarg.target {
+            wasmparser::MemArgTarget::Memory(mem) => mem,
+            wasmparser::MemArgTarget::Array(_) => {
+                panic!("a GC array access reached linear-memory addressing (rejected by validation)")
+            }
+        };
+        let base = self.memory_base_of(mem);
         let index = self.builder.ins().uextend(types::I64, index);
         let addr = self.builder.ins().iadd(base, index);
         match i32::try_from(memarg.offset) {
@@ -289,6 +289,34 @@ impl<'a> FuncTranslator<'a> {
                 (self.builder.ins().iadd_imm_s(addr, offset), 0)
             }
         }
+    }
+
+    /// Base address of memory `mem`: memory 0's was loaded once in the entry block; other
+    /// memories (multi-memory) are reached through `vmctx.memories` at each access.
+    fn memory_base_of(&mut self, mem: u32) -> Value {
+        if mem == 0 {
+            return self
+                .memory_base
+                .expect("memory access in a module without memory (the body was not validated)");
+        }
+        let memory = self.memory_def(mem);
+        self.builder
+            .ins()
+            .load(types::I64, trusted_readonly(), memory, VMMEMORY_BASE)
+    }
+
+    /// The `VMMemory` of memory `mem`.
+    pub(crate) fn memory_def(&mut self, mem: u32) -> Value {
+        if mem == 0 {
+            return self.vmctx_load(VMCTX_MEMORY, trusted_readonly());
+        }
+        let memories = self.vmctx_load(VMCTX_MEMORIES, trusted_readonly());
+        self.builder.ins().load(
+            types::I64,
+            trusted_readonly(),
+            memories,
+            i32::try_from(mem).expect("memory index fits") * 8,
+        )
     }
 
     /// Flags of a linear-memory access: little-endian, trapping with `HEAP_OUT_OF_BOUNDS` (the

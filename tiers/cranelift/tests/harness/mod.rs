@@ -3,6 +3,8 @@
 //! reservation, globals, tables, budgets, entry table, libcall table of test functions).
 
 #![allow(dead_code)]
+// Boxes give runtime structures the stable addresses compiled code holds pointers to.
+#![allow(clippy::vec_box)]
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicPtr;
@@ -611,7 +613,7 @@ unsafe extern "C" fn lc_memory_grow(vmctx: *mut u8, delta: u32) -> u32 {
     old as u32
 }
 
-fn mem_slice<'a>(s: &'a mut State, at: u32, len: u32) -> &'a mut [u8] {
+fn mem_slice(s: &mut State, at: u32, len: u32) -> &mut [u8] {
     let (at, len) = (at as usize, len as usize);
     assert!(
         at + len <= s.vmmemory.length,

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the C test programs in this folder to wasm32-wasi with clang-19 against Debian's
+# wasi-libc (scripts/setup.sh installs both). The .wasm files are committed next to their sources,
+# so the tests run without clang; rerun this after changing a source.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+for src in *.c; do
+    clang-19 --target=wasm32-wasi -O2 -o "${src%.c}.wasm" "$src"
+    echo "built ${src%.c}.wasm ($(stat -c %s "${src%.c}.wasm") bytes)"
+done
