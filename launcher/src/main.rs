@@ -156,7 +156,10 @@ fn wast(args: &WastArgs) -> ExitCode {
     };
     let mut runner = WastRunner::new(engine);
     runner.verbose(args.verbose);
-    let multi = EngineSettings { multi_memory: true, ..args.engine.settings() };
+    let multi = EngineSettings {
+        multi_memory: true,
+        ..args.engine.settings()
+    };
     match build_engine(&multi) {
         Ok(engine) => {
             runner.multi_memory_engine(engine);

@@ -27,8 +27,15 @@ fn compile(dir: &Path, what: &str, bytes: &[u8]) -> bool {
     match out.status.code() {
         Some(0) => true,
         Some(1) => {
-            assert!(err.starts_with("error: "), "{what}: unexpected stderr: {err}");
-            assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line expected: {err}");
+            assert!(
+                err.starts_with("error: "),
+                "{what}: unexpected stderr: {err}"
+            );
+            assert_eq!(
+                err.trim_end().lines().count(),
+                1,
+                "{what}: one line expected: {err}"
+            );
             assert!(!err.contains("panicked"), "{what}: {err}");
             false
         }
@@ -72,7 +79,11 @@ fn cuts_at_every_997th_byte_are_clean_errors() {
     let mut cuts = 0;
     for cut in (997..MODULE.len()).step_by(997) {
         let compiled = compile(&dir, &format!("cut at {cut}"), &MODULE[..cut]);
-        assert_eq!(compiled, ends.contains(&cut), "cut at {cut}: compiled = {compiled}");
+        assert_eq!(
+            compiled,
+            ends.contains(&cut),
+            "cut at {cut}: compiled = {compiled}"
+        );
         cuts += 1;
     }
     assert!(cuts >= 100, "the module is large enough for {cuts} cuts");
@@ -103,6 +114,9 @@ fn random_byte_flips_never_crash() {
             errors += 1;
         }
     }
-    assert!(errors > 0, "some corrupted modules must be rejected ({ok} compiled)");
+    assert!(
+        errors > 0,
+        "some corrupted modules must be rejected ({ok} compiled)"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

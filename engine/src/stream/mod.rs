@@ -22,9 +22,7 @@ use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr};
 use std::time::Instant;
-use wasmparser::{
-    BinaryReader, Chunk, FunctionBody, Parser, ValidPayload, Validator, WasmFeatures,
-};
+use wasmparser::{BinaryReader, Chunk, FunctionBody, Parser, ValidPayload, Validator};
 
 /// A module that could not be compiled: malformed, invalid, or beyond what the engine supports.
 #[derive(Debug, Clone, PartialEq, Eq)]

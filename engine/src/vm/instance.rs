@@ -248,7 +248,10 @@ pub(crate) fn instantiate(
     vmctx.func_refs = func_refs.as_ptr();
     vmctx.globals = globals.as_ptr();
     vmctx.tables = tables.as_ptr();
-    let memories: Box<[*mut VMMemory]> = memory_ids.iter().map(|&i| &mut *store.memories[i].vm as *mut VMMemory).collect();
+    let memories: Box<[*mut VMMemory]> = memory_ids
+        .iter()
+        .map(|&i| &mut *store.memories[i].vm as *mut VMMemory)
+        .collect();
     vmctx.memory = memories.first().copied().unwrap_or(std::ptr::null_mut());
     vmctx.memories = memories.as_ptr();
 

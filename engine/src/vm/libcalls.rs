@@ -109,13 +109,33 @@ unsafe extern "C" fn memory_fill(vmctx: *mut VMContext, memory: u32, dst: u32, v
     unsafe { finish(r) }
 }
 
-unsafe extern "C" fn memory_copy(vmctx: *mut VMContext, dst_memory: u32, src_memory: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn memory_copy(
+    vmctx: *mut VMContext,
+    dst_memory: u32,
+    src_memory: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };
-        let (di, si) = (inst.memory_ids[dst_memory as usize], inst.memory_ids[src_memory as usize]);
-        let s = check_range(src, len, store.memories[si].data().len(), Trap::MemoryOutOfBounds)?;
-        let d = check_range(dst, len, store.memories[di].data().len(), Trap::MemoryOutOfBounds)?;
+        let (di, si) = (
+            inst.memory_ids[dst_memory as usize],
+            inst.memory_ids[src_memory as usize],
+        );
+        let s = check_range(
+            src,
+            len,
+            store.memories[si].data().len(),
+            Trap::MemoryOutOfBounds,
+        )?;
+        let d = check_range(
+            dst,
+            len,
+            store.memories[di].data().len(),
+            Trap::MemoryOutOfBounds,
+        )?;
         if di == si {
             store.memories[di].data_mut().copy_within(s, d.start);
         } else {
@@ -128,7 +148,14 @@ unsafe extern "C" fn memory_copy(vmctx: *mut VMContext, dst_memory: u32, src_mem
     unsafe { finish(r) }
 }
 
-unsafe extern "C" fn memory_init(vmctx: *mut VMContext, memory: u32, seg: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn memory_init(
+    vmctx: *mut VMContext,
+    memory: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     let r = (|| {
         // SAFETY: called by compiled code with its own context.
         let (inst, store) = unsafe { parts(vmctx) };

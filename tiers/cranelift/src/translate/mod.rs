@@ -275,7 +275,9 @@ impl<'a> FuncTranslator<'a> {
         let mem = match memarg.target {
             wasmparser::MemArgTarget::Memory(mem) => mem,
             wasmparser::MemArgTarget::Array(_) => {
-                panic!("a GC array access reached linear-memory addressing (rejected by validation)")
+                panic!(
+                    "a GC array access reached linear-memory addressing (rejected by validation)"
+                )
             }
         };
         let base = self.memory_base_of(mem);

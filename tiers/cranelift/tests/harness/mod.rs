@@ -212,6 +212,8 @@ pub struct State {
     memory: *mut u8,
     max_pages: u64,
     pub vmmemory: Box<VMMemory>,
+    /// What `VMContext::memories` points to: the one memory this test runtime supports.
+    memories: Box<[*mut VMMemory; 1]>,
     tables: Vec<Box<VMTable>>,
     table_storage: Vec<Vec<usize>>,
     passive_elems: Vec<Vec<usize>>,
@@ -320,6 +322,7 @@ impl Instance {
             table_storage: Vec::new(),
             passive_elems: Vec::new(),
             passive_data: Vec::new(),
+            memories: Box::new([std::ptr::null_mut()]),
         });
 
         let mut vmctx = Box::new(VMContext {
@@ -335,6 +338,7 @@ impl Instance {
             entries: std::ptr::null(),
             store: std::ptr::null_mut(),
             instance: std::ptr::null_mut(),
+            memories: std::ptr::null(),
         });
         let vmctx_ptr: *mut VMContext = &mut *vmctx;
 
@@ -470,6 +474,8 @@ impl Instance {
         let limits = Box::new(VMRuntimeLimits { stack_limit: 0 });
         let libcalls = Box::new(libcall_table());
         vmctx.memory = &mut *state.vmmemory;
+        state.memories[0] = &mut *state.vmmemory;
+        vmctx.memories = state.memories.as_ptr();
         vmctx.limits = &*limits;
         vmctx.libcalls = libcalls.as_ptr();
         vmctx.func_refs = func_refs.as_ptr();
@@ -590,7 +596,8 @@ unsafe fn state<'a>(vmctx: *mut u8) -> &'a mut State {
     unsafe { &mut *((*vmctx.cast::<VMContext>()).store.cast::<State>()) }
 }
 
-unsafe extern "C" fn lc_memory_grow(vmctx: *mut u8, delta: u32) -> u32 {
+unsafe extern "C" fn lc_memory_grow(vmctx: *mut u8, mem: u32, delta: u32) -> u32 {
+    assert_eq!(mem, 0, "the test runtime has one memory");
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     let old = (s.vmmemory.length / PAGE) as u64;
@@ -623,20 +630,41 @@ fn mem_slice(s: &mut State, at: u32, len: u32) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(s.memory.add(at), len) }
 }
 
-unsafe extern "C" fn lc_memory_fill(vmctx: *mut u8, dst: u32, val: u32, len: u32) {
+unsafe extern "C" fn lc_memory_fill(vmctx: *mut u8, mem: u32, dst: u32, val: u32, len: u32) {
+    assert_eq!(mem, 0, "the test runtime has one memory");
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     mem_slice(s, dst, len).fill(val as u8);
 }
 
-unsafe extern "C" fn lc_memory_copy(vmctx: *mut u8, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn lc_memory_copy(
+    vmctx: *mut u8,
+    dst_mem: u32,
+    src_mem: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
+    assert_eq!(
+        (dst_mem, src_mem),
+        (0, 0),
+        "the test runtime has one memory"
+    );
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     let data = mem_slice(s, src, len).to_vec();
     mem_slice(s, dst, len).copy_from_slice(&data);
 }
 
-unsafe extern "C" fn lc_memory_init(vmctx: *mut u8, seg: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn lc_memory_init(
+    vmctx: *mut u8,
+    mem: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
+    assert_eq!(mem, 0, "the test runtime has one memory");
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     let data = s.passive_data[seg as usize][src as usize..(src + len) as usize].to_vec();
