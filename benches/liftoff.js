@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // V8's baseline compiler (Liftoff) on the same bytes as Spate's compile_throughput benchmark.
 //
 // Times `WebAssembly.compile(bytes)` (and, unless --no-stream, `WebAssembly.compileStreaming` fed
