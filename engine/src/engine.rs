@@ -109,6 +109,12 @@ impl Config {
         f
     }
 
+    /// The tier-up budget a function starts with and gets back after each request: the
+    /// threshold, clamped to what the `i32` counters in compiled code can hold.
+    pub(crate) fn tier_up_budget(&self) -> i32 {
+        i32::try_from(self.tier_up_threshold).unwrap_or(i32::MAX)
+    }
+
     /// Runs the Cranelift IR verifier on every function (slower; on by default in debug builds).
     pub fn cranelift_verifier(&mut self, on: bool) -> &mut Self {
         self.verify = on;

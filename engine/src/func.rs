@@ -24,7 +24,7 @@ pub struct Func {
 
 /// The host closure behind a host function.
 pub(crate) type HostClosure<T> =
-    Box<dyn Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync>;
+    Arc<dyn Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync>;
 
 /// A host function's runtime data. Boxed by the store; self-referential pointers are set once
 /// it has its final address.
@@ -159,7 +159,7 @@ impl Func {
         ty: FuncType,
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
     ) -> Func {
-        let closure: HostClosure<T> = Box::new(f);
+        let closure: HostClosure<T> = Arc::new(f);
         let ctx = store.as_context_mut();
         Func::from_closure(&mut ctx.0.opaque, ty, closure)
             .expect("compiling a host function trampoline")
@@ -528,7 +528,7 @@ macro_rules! into_func {
             #[allow(non_snake_case, unused_mut, unused_variables)]
             fn into_func(self) -> (FuncType, HostClosure<T>) {
                 let ty = FuncType::new(vec![$($t::valtype()),*], <R::Results as WasmParams>::valtypes());
-                (ty, Box::new(move |_caller: Caller<'_, T>, params: &[Val], results: &mut [Val]| {
+                (ty, Arc::new(move |_caller: Caller<'_, T>, params: &[Val], results: &mut [Val]| {
                     let mut it = params.iter().cloned();
                     let r = (self)($($t::from_val(it.next().expect("arity checked")),)*).into_result()?;
                     for (slot, v) in results.iter_mut().zip(r.into_vals()) {
@@ -547,7 +547,7 @@ macro_rules! into_func {
             #[allow(non_snake_case, unused_mut, unused_variables)]
             fn into_func(self) -> (FuncType, HostClosure<T>) {
                 let ty = FuncType::new(vec![$($t::valtype()),*], <R::Results as WasmParams>::valtypes());
-                (ty, Box::new(move |caller: Caller<'_, T>, params: &[Val], results: &mut [Val]| {
+                (ty, Arc::new(move |caller: Caller<'_, T>, params: &[Val], results: &mut [Val]| {
                     let mut it = params.iter().cloned();
                     let r = (self)(caller, $($t::from_val(it.next().expect("arity checked")),)*).into_result()?;
                     for (slot, v) in results.iter_mut().zip(r.into_vals()) {

@@ -16,7 +16,7 @@ enum Definition<T> {
     /// An object already in a store.
     Extern(Extern),
     /// A host function not tied to any store; created in a store when first needed there.
-    Host(FuncType, Arc<HostClosure<T>>),
+    Host(FuncType, HostClosure<T>),
 }
 
 impl<T> Clone for Definition<T> {
@@ -81,7 +81,7 @@ impl<T: 'static> Linker<T> {
         f: impl IntoFunc<T, Params, Results>,
     ) -> Result<&mut Self> {
         let (ty, closure) = f.into_func();
-        self.insert(module, name, Definition::Host(ty, Arc::new(closure)))
+        self.insert(module, name, Definition::Host(ty, closure))
     }
 
     /// Defines a host function of type `ty` over dynamically typed values.
@@ -92,7 +92,7 @@ impl<T: 'static> Linker<T> {
         ty: FuncType,
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
     ) -> Result<&mut Self> {
-        self.insert(module, name, Definition::Host(ty, Arc::new(Box::new(f))))
+        self.insert(module, name, Definition::Host(ty, Arc::new(f)))
     }
 
     /// Defines `module::name` as an object of a store.
@@ -128,21 +128,35 @@ impl<T: 'static> Linker<T> {
     /// The object defined as `module::name`, created in `store` if it is a host function.
     pub fn get(
         &self,
-        mut store: impl AsContextMut<Data = T>,
+        store: impl AsContextMut<Data = T>,
         module: &str,
         name: &str,
     ) -> Option<Extern> {
-        let def = self.defs.get(&(module.to_string(), name.to_string()))?;
-        Some(match def {
+        self.resolve(store, module, name).ok().flatten()
+    }
+
+    /// Like [`Linker::get`], but reports a failure to create a host function (its trampoline
+    /// could not be compiled) instead of treating it as undefined.
+    fn resolve(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &str,
+        name: &str,
+    ) -> Result<Option<Extern>> {
+        let Some(def) = self.defs.get(&(module.to_string(), name.to_string())) else {
+            return Ok(None);
+        };
+        Ok(Some(match def {
             Definition::Extern(e) => *e,
             Definition::Host(ty, closure) => {
-                let closure = closure.clone();
-                let f: HostClosure<T> =
-                    Box::new(move |caller, params, results| closure(caller, params, results));
                 let ctx = store.as_context_mut();
-                Extern::Func(Func::from_closure(&mut ctx.0.opaque, ty.clone(), f).ok()?)
+                Extern::Func(Func::from_closure(
+                    &mut ctx.0.opaque,
+                    ty.clone(),
+                    closure.clone(),
+                )?)
             }
-        })
+        }))
     }
 
     /// Instantiates `module`, resolving each import by its module and field name.
@@ -153,7 +167,7 @@ impl<T: 'static> Linker<T> {
     ) -> Result<Instance> {
         let mut imports = Vec::new();
         for imp in module.imports() {
-            match self.get(&mut store, imp.module(), imp.name()) {
+            match self.resolve(&mut store, imp.module(), imp.name())? {
                 Some(e) => imports.push(e),
                 None => {
                     return Err(LinkError(format!(

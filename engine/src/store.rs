@@ -13,7 +13,7 @@ use crate::vm::instance::InstanceData;
 use crate::vm::libcalls;
 use crate::vm::memory::LinearMemory;
 use crate::vm::table::TableData;
-use spate_tiers::vmctx::{VMCONTEXT_MAGIC, VMContext, VMGlobal, VMRuntimeLimits};
+use spate_tiers::vmctx::{VMContext, VMGlobal, VMRuntimeLimits};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -106,21 +106,7 @@ impl<T> std::fmt::Debug for Store<T> {
 impl<T> Store<T> {
     /// A new, empty store.
     pub fn new(engine: &Engine, data: T) -> Store<T> {
-        let mut host_vmctx = Box::new(VMContext {
-            magic: VMCONTEXT_MAGIC,
-            memory: std::ptr::null_mut(),
-            limits: std::ptr::null(),
-            libcalls: std::ptr::null(),
-            func_refs: std::ptr::null(),
-            globals: std::ptr::null(),
-            tables: std::ptr::null(),
-            type_ids: std::ptr::null(),
-            budgets: std::ptr::null_mut(),
-            entries: std::ptr::null(),
-            store: std::ptr::null_mut(),
-            instance: std::ptr::null_mut(),
-            memories: std::ptr::null(),
-        });
+        let mut host_vmctx = Box::new(VMContext::null());
         let limits = Box::new(VMRuntimeLimits { stack_limit: 0 });
         host_vmctx.limits = &*limits;
         let mut inner = Box::new(StoreInner {

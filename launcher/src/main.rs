@@ -156,15 +156,19 @@ fn wast(args: &WastArgs) -> ExitCode {
     };
     let mut runner = WastRunner::new(engine);
     runner.verbose(args.verbose);
-    let multi = EngineSettings {
-        multi_memory: true,
-        ..args.engine.settings()
-    };
-    match build_engine(&multi) {
-        Ok(engine) => {
-            runner.multi_memory_engine(engine);
+    // With `--multi-memory` the main engine already accepts every script; otherwise the
+    // scripts that test the proposal get an engine of their own.
+    if !args.engine.multi_memory {
+        let multi = EngineSettings {
+            multi_memory: true,
+            ..args.engine.settings()
+        };
+        match build_engine(&multi) {
+            Ok(engine) => {
+                runner.multi_memory_engine(engine);
+            }
+            Err(code) => return code,
         }
-        Err(code) => return code,
     }
 
     let mut totals = Totals::default();

@@ -54,6 +54,27 @@ pub struct VMContext {
     pub memories: *const *mut VMMemory,
 }
 
+impl VMContext {
+    /// A context with the magic set and every pointer null, for its owner to fill in.
+    pub fn null() -> VMContext {
+        VMContext {
+            magic: VMCONTEXT_MAGIC,
+            memory: std::ptr::null_mut(),
+            limits: std::ptr::null(),
+            libcalls: std::ptr::null(),
+            func_refs: std::ptr::null(),
+            globals: std::ptr::null(),
+            tables: std::ptr::null(),
+            type_ids: std::ptr::null(),
+            budgets: std::ptr::null_mut(),
+            entries: std::ptr::null(),
+            store: std::ptr::null_mut(),
+            instance: std::ptr::null_mut(),
+            memories: std::ptr::null(),
+        }
+    }
+}
+
 /// Value of [`VMContext::magic`].
 pub const VMCONTEXT_MAGIC: u64 = u64::from_le_bytes(*b"spatevmc");
 

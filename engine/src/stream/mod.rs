@@ -264,7 +264,7 @@ impl ModuleStream {
         let entries: Box<[AtomicPtr<u8>]> = (0..code.functions().len())
             .map(|i| AtomicPtr::new(code.function_ptr(i) as *mut u8))
             .collect();
-        let threshold = self.engine.0.config.tier_up_threshold.min(i32::MAX as u32) as i32;
+        let threshold = self.engine.0.config.tier_up_budget();
         let budgets: Box<[AtomicI32]> = (0..entries.len())
             .map(|_| AtomicI32::new(threshold))
             .collect();
@@ -356,21 +356,19 @@ impl ModuleStream {
                     ));
                 }
                 ValidPayload::Func(to_validate, body) => {
-                    if self.compilation.is_none() {
-                        self.compilation =
-                            Some(Self::start_compilation(&self.engine, &self.decls.info));
-                    }
-                    let comp = self.compilation.as_mut().expect("just started");
+                    // Bodies only follow the code section's header, which started compilation.
+                    let comp = self
+                        .compilation
+                        .as_mut()
+                        .expect("a function body arrives after CodeSectionStart");
                     comp.compile(&self.engine, &body, to_validate);
                 }
                 ValidPayload::End(_) => self.ended = true,
             }
             match payload {
                 wasmparser::Payload::CodeSectionStart { .. } => {
-                    if self.compilation.is_none() {
-                        self.compilation =
-                            Some(Self::start_compilation(&self.engine, &self.decls.info));
-                    }
+                    self.compilation =
+                        Some(Self::start_compilation(&self.engine, &self.decls.info));
                 }
                 wasmparser::Payload::CodeSectionEntry(_) | wasmparser::Payload::End(_) => {}
                 other => {

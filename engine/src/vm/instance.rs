@@ -2,7 +2,7 @@
 //! module's initialisation (globals, element and data segments, start function).
 
 use crate::externals::{Extern, Global, Memory, Table};
-use crate::func::{Func, invoke_raw};
+use crate::func::{Func, invoke_raw, trap_error};
 use crate::module::{ConstExpr, ConstOp, EntityIndex, Module, SegmentMode};
 use crate::store::{GlobalData, StoreOpaque};
 use crate::types::ExternType;
@@ -11,7 +11,7 @@ use crate::vm::table::TableData;
 use crate::{LinkError, Trap};
 use anyhow::{Result, bail};
 use spate_tiers::abi::ValRaw;
-use spate_tiers::vmctx::{VMCONTEXT_MAGIC, VMContext, VMFuncRef, VMGlobal, VMMemory, VMTable};
+use spate_tiers::vmctx::{VMContext, VMFuncRef, VMGlobal, VMMemory, VMTable};
 use std::sync::Arc;
 
 /// The runtime state of one instance. Boxed and owned by its store; never moves.
@@ -59,10 +59,6 @@ impl InstanceData {
             }),
         }
     }
-}
-
-fn trap(code: Trap) -> anyhow::Error {
-    anyhow::Error::new(code).context(format!("wasm trap: {code}"))
 }
 
 /// Evaluates a constant expression to a raw value.
@@ -189,19 +185,13 @@ pub(crate) fn instantiate(
     }
 
     let mut vmctx = Box::new(VMContext {
-        magic: VMCONTEXT_MAGIC,
-        memory: std::ptr::null_mut(),
         limits: &*store.limits,
         libcalls: store.libcalls.as_ptr(),
-        func_refs: std::ptr::null(),
-        globals: std::ptr::null(),
-        tables: std::ptr::null(),
         type_ids: m.type_ids.as_ptr(),
         budgets: m.budgets.as_ptr() as *mut i32,
         entries: m.entries.as_ptr(),
         store: store.host_vmctx.store,
-        instance: std::ptr::null_mut(),
-        memories: std::ptr::null(),
+        ..VMContext::null()
     });
     let vmctx_ptr = &mut *vmctx as *mut VMContext as *mut u8;
     let own_func_refs: Box<[VMFuncRef]> = (0..info.num_defined_functions() as usize)
@@ -309,7 +299,7 @@ pub(crate) fn instantiate(
                 .checked_add(values.len())
                 .filter(|&e| e <= table.len() as usize);
             let Some(end) = end else {
-                return Err(trap(Trap::TableOutOfBounds));
+                return Err(trap_error(Trap::TableOutOfBounds, None));
             };
             table.elements_mut()[offset..end].copy_from_slice(values);
         }
@@ -322,7 +312,7 @@ pub(crate) fn instantiate(
                 .checked_add(seg.bytes.len())
                 .filter(|&e| e <= mem.data().len());
             let Some(end) = end else {
-                return Err(trap(Trap::MemoryOutOfBounds));
+                return Err(trap_error(Trap::MemoryOutOfBounds, None));
             };
             mem.data_mut()[offset..end].copy_from_slice(&seg.bytes);
         }

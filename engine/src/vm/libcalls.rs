@@ -65,16 +65,31 @@ fn check_range(
     }
 }
 
-/// Two distinct elements of a slice, mutably.
-fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
-    assert_ne!(a, b);
-    if a < b {
-        let (lo, hi) = v.split_at_mut(b);
-        (&mut lo[a], &mut hi[0])
+/// `memory.copy` / `table.copy`: copies `len` items from `src` of object `objs[src_obj]` to
+/// `dst` of `objs[dst_obj]` (the same object or two distinct ones), after bounds-checking both
+/// ranges against the objects' current contents as given by `items`.
+fn copy_between<O, T: Copy>(
+    objs: &mut [Box<O>],
+    (dst_obj, dst): (usize, u32),
+    (src_obj, src): (usize, u32),
+    len: u32,
+    trap: Trap,
+    items: impl Fn(&mut O) -> &mut [T],
+) -> Result<(), Trap> {
+    let s = check_range(src, len, items(&mut objs[src_obj]).len(), trap)?;
+    let d = check_range(dst, len, items(&mut objs[dst_obj]).len(), trap)?;
+    if dst_obj == src_obj {
+        items(&mut objs[dst_obj]).copy_within(s, d.start);
     } else {
-        let (lo, hi) = v.split_at_mut(a);
-        (&mut hi[0], &mut lo[b])
+        let (lo, hi) = objs.split_at_mut(dst_obj.max(src_obj));
+        let (dst_o, src_o) = if dst_obj < src_obj {
+            (&mut lo[dst_obj], &mut hi[0])
+        } else {
+            (&mut hi[0], &mut lo[src_obj])
+        };
+        items(dst_o)[d].copy_from_slice(&items(src_o)[s]);
     }
+    Ok(())
 }
 
 /// Raises `r`'s trap, if any.
@@ -124,24 +139,14 @@ unsafe extern "C" fn memory_copy(
             inst.memory_ids[dst_memory as usize],
             inst.memory_ids[src_memory as usize],
         );
-        let s = check_range(
-            src,
+        copy_between(
+            &mut store.memories,
+            (di, dst),
+            (si, src),
             len,
-            store.memories[si].data().len(),
             Trap::MemoryOutOfBounds,
+            |m| m.data_mut(),
         )?;
-        let d = check_range(
-            dst,
-            len,
-            store.memories[di].data().len(),
-            Trap::MemoryOutOfBounds,
-        )?;
-        if di == si {
-            store.memories[di].data_mut().copy_within(s, d.start);
-        } else {
-            let (src_mem, dst_mem) = two_mut(&mut store.memories, si, di);
-            dst_mem.data_mut()[d].copy_from_slice(&src_mem.data()[s]);
-        }
         Ok(())
     })();
     // SAFETY: libcall entry point; nothing to drop.
@@ -246,24 +251,14 @@ unsafe extern "C" fn table_copy(
             inst.table_ids[dst_table as usize],
             inst.table_ids[src_table as usize],
         );
-        let s = check_range(
-            src,
+        copy_between(
+            &mut store.tables,
+            (di, dst),
+            (si, src),
             len,
-            store.tables[si].len() as usize,
             Trap::TableOutOfBounds,
+            |t| t.elements_mut(),
         )?;
-        let d = check_range(
-            dst,
-            len,
-            store.tables[di].len() as usize,
-            Trap::TableOutOfBounds,
-        )?;
-        if di == si {
-            store.tables[di].elements_mut().copy_within(s, d.start);
-        } else {
-            let tmp: Vec<usize> = store.tables[si].elements()[s].to_vec();
-            store.tables[di].elements_mut()[d].copy_from_slice(&tmp);
-        }
         Ok(())
     })();
     // SAFETY: libcall entry point; nothing to drop.
@@ -301,7 +296,7 @@ unsafe extern "C" fn elem_drop(vmctx: *mut VMContext, seg: u32) {
 unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
     // SAFETY: called by compiled code with its own context.
     let (inst, store) = unsafe { parts(vmctx) };
-    let threshold = store.engine.0.config.tier_up_threshold.min(i32::MAX as u32) as i32;
+    let threshold = store.engine.0.config.tier_up_budget();
     inst.module.0.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
     store
         .engine

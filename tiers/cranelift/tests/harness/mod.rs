@@ -13,8 +13,7 @@ use spate_tier_cranelift::{CraneliftCompiler, CraneliftOptions, CraneliftTier};
 use spate_tiers::abi::{HostToWasmTrampoline, VMHostFuncContext, ValRaw};
 use spate_tiers::libcall::Libcall;
 use spate_tiers::vmctx::{
-    MEMORY_RESERVATION, VMCONTEXT_MAGIC, VMContext, VMFuncRef, VMGlobal, VMMemory, VMRuntimeLimits,
-    VMTable,
+    MEMORY_RESERVATION, VMContext, VMFuncRef, VMGlobal, VMMemory, VMRuntimeLimits, VMTable,
 };
 use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use wasmparser::{
@@ -325,21 +324,7 @@ impl Instance {
             memories: Box::new([std::ptr::null_mut()]),
         });
 
-        let mut vmctx = Box::new(VMContext {
-            magic: VMCONTEXT_MAGIC,
-            memory: std::ptr::null_mut(),
-            limits: std::ptr::null(),
-            libcalls: std::ptr::null(),
-            func_refs: std::ptr::null(),
-            globals: std::ptr::null(),
-            tables: std::ptr::null(),
-            type_ids: std::ptr::null(),
-            budgets: std::ptr::null_mut(),
-            entries: std::ptr::null(),
-            store: std::ptr::null_mut(),
-            instance: std::ptr::null_mut(),
-            memories: std::ptr::null(),
-        });
+        let mut vmctx = Box::new(VMContext::null());
         let vmctx_ptr: *mut VMContext = &mut *vmctx;
 
         // Function references: imports through wasm-to-host trampolines, then defined ones.
