@@ -2,21 +2,45 @@
 //! registry and the trampoline cache shared by every module and store of an engine.
 
 use crate::code::CodeMemory;
+use crate::tiering::{Stats, StatsCounters, TierManager};
 use crate::types::FuncType;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use spate_tier_cranelift::{CraneliftOptions, CraneliftTier};
+use spate_tier_llvm::{LlvmOptions, LlvmTier};
 use spate_tiers::Tier;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Which compiler tiers run a module's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TierMode {
     /// Cranelift only: fastest compile, no optimizing tier.
-    #[default]
     Baseline,
+    /// Everything through the optimizing (LLVM) tier before the module is ready: slow to compile,
+    /// fastest from the first instruction. For long batch jobs.
+    Optimized,
+    /// Start on the baseline tier at once; hot functions are recompiled by the optimizing tier on
+    /// background threads and swapped in, and hot loops reach it through on-stack replacement.
+    #[default]
+    Tiered,
+}
+
+impl TierMode {
+    /// The mode's name as the launcher spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TierMode::Baseline => "baseline",
+            TierMode::Optimized => "optimized",
+            TierMode::Tiered => "tiered",
+        }
+    }
+}
+
+impl std::fmt::Display for TierMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for TierMode {
@@ -24,11 +48,8 @@ impl std::str::FromStr for TierMode {
     fn from_str(s: &str) -> Result<TierMode> {
         match s {
             "baseline" => Ok(TierMode::Baseline),
-            "optimized" | "tiered" => {
-                anyhow::bail!(
-                    "tier `{s}` is not available yet: this build has only the `baseline` (Cranelift) tier"
-                )
-            }
+            "optimized" => Ok(TierMode::Optimized),
+            "tiered" => Ok(TierMode::Tiered),
             _ => anyhow::bail!("unknown tier `{s}` (expected `baseline`, `optimized` or `tiered`)"),
         }
     }
@@ -41,6 +62,7 @@ pub struct Config {
     pub(crate) compile_threads: usize,
     pub(crate) max_wasm_stack: usize,
     pub(crate) tier_up_threshold: u32,
+    pub(crate) tier_up_threads: usize,
     pub(crate) verify: bool,
     pub(crate) multi_memory: bool,
 }
@@ -48,9 +70,13 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            tier: TierMode::Baseline,
+            tier: TierMode::Tiered,
             compile_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
+                .unwrap_or(1),
+            // Leave one core to the program.
+            tier_up_threads: std::thread::available_parallelism()
+                .map(|n| n.get().saturating_sub(1).max(1))
                 .unwrap_or(1),
             max_wasm_stack: 512 * 1024,
             tier_up_threshold: 10_000,
@@ -61,15 +87,21 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The default configuration: baseline tier, one compile thread per core.
+    /// The default configuration: tiered, one compile thread per core while a module streams
+    /// in, one tier-up thread per core but one, tier-up after 10,000 calls and loop iterations.
     pub fn new() -> Config {
         Config::default()
     }
 
-    /// Selects the tier mode.
+    /// Selects the tier mode (default: [`TierMode::Tiered`]).
     pub fn tier(&mut self, tier: TierMode) -> &mut Self {
         self.tier = tier;
         self
+    }
+
+    /// The selected tier mode.
+    pub fn tier_mode(&self) -> TierMode {
+        self.tier
     }
 
     /// Number of threads compiling function bodies while a module streams in. `1` compiles on
@@ -87,9 +119,17 @@ impl Config {
         self
     }
 
-    /// Calls plus loop iterations after which a function asks to be tiered up.
+    /// Calls plus loop iterations after which a function asks to be tiered up (tiered mode).
+    /// `0` asks at every function's first call and every loop's first iteration.
     pub fn tier_up_threshold(&mut self, n: u32) -> &mut Self {
         self.tier_up_threshold = n;
+        self
+    }
+
+    /// Number of background threads compiling hot functions with the optimizing tier (tiered
+    /// mode; default: one per core but one, at least one).
+    pub fn tier_up_threads(&mut self, n: usize) -> &mut Self {
+        self.tier_up_threads = n.max(1);
         self
     }
 
@@ -139,20 +179,34 @@ unsafe impl Send for Trampolines {}
 // SAFETY: as above.
 unsafe impl Sync for Trampolines {}
 
-/// Counters shared by everything compiled by an engine.
-#[derive(Debug, Default)]
-pub struct EngineStats {
-    /// Times compiled code called the tier-up libcall (a budget ran out).
-    pub tier_up_requests: AtomicU64,
-}
-
 pub(crate) struct EngineInner {
     pub config: Config,
     pub baseline: Arc<dyn Tier>,
+    /// The optimizing tier (absent in baseline mode).
+    pub optimizing: Option<Arc<dyn Tier>>,
     pool: OnceLock<Sender<CompileJob>>,
+    tier_manager: OnceLock<TierManager>,
     types: Mutex<TypeRegistry>,
     trampolines: Mutex<HashMap<u32, Arc<Trampolines>>>,
-    pub stats: EngineStats,
+    pub stats: StatsCounters,
+}
+
+impl EngineInner {
+    /// The tier that compiles modules as they stream in.
+    pub(crate) fn first_tier(&self) -> &Arc<dyn Tier> {
+        match (self.config.tier, &self.optimizing) {
+            (TierMode::Optimized, Some(t)) => t,
+            _ => &self.baseline,
+        }
+    }
+
+    /// Counters of the tier that compiles modules as they stream in.
+    pub(crate) fn first_tier_stats(&self) -> &crate::tiering::TierCounters {
+        match self.config.tier {
+            TierMode::Optimized => &self.stats.optimized,
+            _ => &self.stats.baseline,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -190,13 +244,22 @@ impl Engine {
             CraneliftTier::new(options)
                 .map_err(|e| anyhow::anyhow!("cannot set up the baseline tier: {e}"))?,
         );
+        let optimizing: Option<Arc<dyn Tier>> = match config.tier {
+            TierMode::Baseline => None,
+            TierMode::Optimized | TierMode::Tiered => Some(Arc::new(
+                LlvmTier::new(LlvmOptions::default())
+                    .map_err(|e| anyhow::anyhow!("cannot set up the optimizing tier: {e}"))?,
+            )),
+        };
         Ok(Engine(Arc::new(EngineInner {
             config: config.clone(),
             baseline,
+            optimizing,
             pool: OnceLock::new(),
+            tier_manager: OnceLock::new(),
             types: Mutex::new(TypeRegistry::default()),
             trampolines: Mutex::new(HashMap::new()),
-            stats: EngineStats::default(),
+            stats: StatsCounters::default(),
         })))
     }
 
@@ -205,9 +268,45 @@ impl Engine {
         &self.0.config
     }
 
-    /// Engine-wide counters.
-    pub fn stats(&self) -> &EngineStats {
-        &self.0.stats
+    /// A snapshot of the engine's compilation and tier-up figures: per tier, functions
+    /// compiled, code bytes and compile time; tier-ups, OSR entries taken, and the time from
+    /// tier-up request to install.
+    pub fn stats(&self) -> Stats {
+        self.0.stats.snapshot()
+    }
+
+    /// Waits until every tier-up requested so far has been compiled and installed (or has
+    /// failed), or until `timeout` passes; returns whether the queue is empty. The program
+    /// never needs this (tier-up happens behind its back); tests and benchmarks use it to
+    /// observe the optimized code deterministically.
+    pub fn wait_for_tier_ups(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.0.tier_manager.get() {
+                None => return true,
+                Some(m) if m.idle() => return true,
+                Some(_) => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// The tier manager, started on the first tier-up request (tiered mode only).
+    pub(crate) fn tier_manager(&self) -> Option<&TierManager> {
+        if self.0.config.tier != TierMode::Tiered {
+            return None;
+        }
+        let tier = self.0.optimizing.as_ref()?;
+        Some(self.0.tier_manager.get_or_init(|| {
+            TierManager::start(
+                Arc::downgrade(&self.0),
+                tier.clone(),
+                self.0.config.tier_up_threads,
+            )
+        }))
     }
 
     /// Whether two handles are the same engine.
@@ -281,9 +380,10 @@ impl Engine {
             let (tx, rx) = crossbeam_channel::unbounded::<CompileJob>();
             for i in 0..self.0.config.compile_threads {
                 let rx: Receiver<CompileJob> = rx.clone();
-                let tier = self.0.baseline.clone();
+                let tier = self.0.first_tier().clone();
                 std::thread::Builder::new()
                     .name(format!("spate-compile-{i}"))
+                    .stack_size(crate::tiering::COMPILE_THREAD_STACK)
                     .spawn(move || {
                         let mut compiler = tier.new_compiler();
                         while let Ok(job) = rx.recv() {

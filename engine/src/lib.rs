@@ -48,7 +48,7 @@ mod values;
 pub mod vm;
 
 pub use anyhow::{Error, Result};
-pub use engine::{Config, Engine, EngineStats, TierMode};
+pub use engine::{Config, Engine, TierMode};
 pub use externals::{Extern, Global, Memory, Table};
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy};
 pub use instance::Instance;
@@ -57,6 +57,7 @@ pub use module::Module;
 pub use spate_tiers::TrapCode as Trap;
 pub use store::{AsContext, AsContextMut, Store, StoreContext, StoreContextMut};
 pub use stream::{ModuleError, ModuleStream};
+pub use tiering::{Stats, TierStats};
 pub use types::{
     ExportType, ExternType, FuncType, GlobalType, ImportType, MemoryType, Mutability, TableType,
     ValType,

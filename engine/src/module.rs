@@ -91,6 +91,8 @@ pub(crate) struct ModuleInner {
     pub entries: Box<[AtomicPtr<u8>]>,
     /// Tier-up budgets, one per defined function.
     pub budgets: Box<[AtomicI32]>,
+    /// Tier-up state and the bodies to recompile (tiered mode only).
+    pub tiering: Option<crate::tiering::ModuleTiering>,
     pub compile_time: Duration,
     pub size: usize,
 }
@@ -168,9 +170,30 @@ impl Module {
         self.0.info.num_defined_functions() as usize
     }
 
-    /// Bytes of machine code generated for the module.
+    /// Bytes of machine code generated for the module when it was compiled (not counting code
+    /// installed later by tier-up).
     pub fn code_size(&self) -> usize {
         self.0.code.code_bytes()
+    }
+
+    /// Number of the module's functions that run optimized code installed by tier-up so far.
+    pub fn tiered_up_functions(&self) -> usize {
+        self.0
+            .tiering
+            .as_ref()
+            .map_or(0, |t| t.optimized_functions())
+    }
+
+    /// Whether function `func_index` (in the function index space, imports first) runs code
+    /// installed by tier-up. Always false outside tiered mode and for imports.
+    pub fn is_tiered_up(&self, func_index: u32) -> bool {
+        let (Some(t), Some(def)) = (
+            self.0.tiering.as_ref(),
+            self.0.info.defined_func_index(func_index),
+        ) else {
+            return false;
+        };
+        def < self.0.info.num_defined_functions() && t.is_optimized(def)
     }
 
     /// Size of the module's binary in bytes.

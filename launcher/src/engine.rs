@@ -3,29 +3,29 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use spate::{Config, Engine, TierMode};
 
 /// A compiler tier as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TierChoice {
     /// Cranelift with fast-compile settings: every function is compiled once, quickly.
-    #[default]
     Baseline,
-    /// Every function through LLVM before anything runs (not available yet).
+    /// Every function through LLVM before anything runs: slow to compile, fast from the start.
     Optimized,
-    /// Baseline first, hot functions recompiled by LLVM in the background (not available yet).
+    /// Baseline first; hot functions recompiled by LLVM in the background and swapped in, hot
+    /// loops reaching the optimized code through on-stack replacement.
+    #[default]
     Tiered,
 }
 
 impl TierChoice {
-    /// The engine's tier mode, or an error for a tier this build of the engine lacks.
-    pub fn mode(self) -> Result<TierMode> {
+    /// The engine's tier mode.
+    pub fn mode(self) -> TierMode {
         match self {
-            TierChoice::Baseline => Ok(TierMode::Baseline),
-            TierChoice::Optimized | TierChoice::Tiered => bail!(
-                "the `{self}` tier is not available yet in this version of spate; use `--tier baseline`"
-            ),
+            TierChoice::Baseline => TierMode::Baseline,
+            TierChoice::Optimized => TierMode::Optimized,
+            TierChoice::Tiered => TierMode::Tiered,
         }
     }
 }
@@ -49,15 +49,25 @@ pub struct EngineSettings {
     pub compile_threads: Option<NonZeroUsize>,
     /// Accept modules with several memories (the multi-memory proposal).
     pub multi_memory: bool,
+    /// Calls plus loop iterations before a function tiers up; `None` keeps the engine's default.
+    pub tier_up_threshold: Option<u32>,
+    /// Background tier-up compile threads; `None` keeps the engine's default.
+    pub tier_up_threads: Option<NonZeroUsize>,
 }
 
 impl EngineSettings {
     /// Builds the engine these settings describe.
     pub fn build(&self) -> Result<Engine> {
         let mut config = Config::new();
-        config.tier(self.tier.mode()?);
+        config.tier(self.tier.mode());
         if let Some(n) = self.compile_threads {
             config.compile_threads(n.get());
+        }
+        if let Some(n) = self.tier_up_threshold {
+            config.tier_up_threshold(n);
+        }
+        if let Some(n) = self.tier_up_threads {
+            config.tier_up_threads(n.get());
         }
         config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)
@@ -69,11 +79,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_available_tiers_are_accepted() {
-        assert!(TierChoice::Baseline.mode().is_ok());
-        let err = TierChoice::Optimized.mode().unwrap_err().to_string();
-        assert!(err.contains("`optimized` tier is not available"), "{err}");
-        let err = TierChoice::Tiered.mode().unwrap_err().to_string();
-        assert!(err.contains("--tier baseline"), "{err}");
+    fn every_tier_builds_an_engine() {
+        for tier in [
+            TierChoice::Baseline,
+            TierChoice::Optimized,
+            TierChoice::Tiered,
+        ] {
+            let settings = EngineSettings {
+                tier,
+                tier_up_threshold: Some(0),
+                ..EngineSettings::default()
+            };
+            let engine = settings.build().unwrap();
+            assert_eq!(engine.config().tier_mode(), tier.mode());
+        }
+        assert_eq!(TierChoice::default(), TierChoice::Tiered);
     }
 }

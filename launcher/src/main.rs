@@ -27,11 +27,14 @@ const FAILURES_SHOWN: usize = 20;
     version,
     about = "Spate: a streaming, tiered WebAssembly engine.",
     long_about = "Spate: a streaming, tiered WebAssembly engine.\n\n\
-        Spate validates and compiles a module while it is still arriving, runs it with fast \
-        baseline code, and (in later versions) recompiles hot code with an optimizing tier.",
+        Spate validates and compiles a module while it is still arriving, runs it at once with \
+        fast baseline (Cranelift) code, and recompiles hot functions with an optimizing (LLVM) \
+        tier on background threads, swapping them in without a pause; long-running loops reach \
+        the optimized code through on-stack replacement.",
     after_help = "Examples:\n  \
         spate compile app.wasm                    validate and compile, print size and timings\n  \
-        spate compile --tier baseline app.wat     the same for a text module\n  \
+        spate compile --tier optimized --stats app.wasm   compile with LLVM, print per-tier figures\n  \
+        spate compile --tier baseline app.wat     the same for a text module, baseline tier\n  \
         spate wast tests/*.wast                   run WebAssembly scripts\n  \
         spate wast -v --compile-threads 1 f.wast  run one script, showing every message\n\n\
         Run `spate help <COMMAND>` for the flags of each command.",
@@ -75,6 +78,7 @@ enum Command {
         after_help = "Examples:\n  \
             spate compile app.wasm\n  \
             spate compile --tier baseline --compile-threads 2 app.wasm\n  \
+            spate compile --tier optimized --stats app.wasm\n  \
             spate compile module.wat"
     )]
     Compile(CompileArgs),
@@ -83,10 +87,30 @@ enum Command {
 /// Flags that configure the engine, accepted by every command.
 #[derive(Args)]
 struct EngineArgs {
-    /// Compiler tier. `baseline` compiles every function quickly with Cranelift; `optimized` and
-    /// `tiered` are not available yet and are refused. Example: `--tier baseline`
-    #[arg(long, value_enum, value_name = "TIER", default_value_t = TierChoice::Baseline)]
+    /// Compiler tiers. `baseline`: every function compiled once, quickly, with Cranelift.
+    /// `optimized`: every function through LLVM before anything runs (long batch jobs).
+    /// `tiered` (default): baseline at once, hot functions recompiled by LLVM in the background
+    /// and swapped in; hot loops switch over through on-stack replacement.
+    /// Example: `--tier optimized`
+    #[arg(long, value_enum, value_name = "TIER", default_value_t = TierChoice::Tiered)]
     tier: TierChoice,
+
+    /// Tiered mode: calls plus loop iterations after which a function is recompiled by the
+    /// optimizing tier (default 10000). `0` tiers up every function at its first call.
+    /// Example: `--tier-up-threshold 0`
+    #[arg(long, value_name = "N")]
+    tier_up_threshold: Option<u32>,
+
+    /// Tiered mode: background threads compiling hot functions (default: one per core but one).
+    /// Example: `--tier-up-threads 1`
+    #[arg(long, value_name = "N")]
+    tier_up_threads: Option<NonZeroUsize>,
+
+    /// Print the engine's figures at the end on stderr: per tier, functions compiled, code
+    /// bytes and compile time; tier-up requests, tier-ups, OSR entries taken, and the time from
+    /// request to install. Example: `--stats`
+    #[arg(long)]
+    stats: bool,
 
     /// Number of threads compiling function bodies (default: chosen by the engine).
     /// Example: `--compile-threads 2`
@@ -106,6 +130,8 @@ impl EngineArgs {
             tier: self.tier,
             compile_threads: self.compile_threads,
             multi_memory: self.multi_memory,
+            tier_up_threshold: self.tier_up_threshold,
+            tier_up_threads: self.tier_up_threads,
         }
     }
 }
@@ -120,6 +146,13 @@ struct WastArgs {
     /// and what the script prints through `spectest`. Example: `--verbose`
     #[arg(short, long)]
     verbose: bool,
+
+    /// Tiered mode: after each directive, wait until every tier-up it requested is installed,
+    /// so the following directives run the optimized code (a testing aid: with
+    /// `--tier-up-threshold 0` every function called by the script is swapped while it runs).
+    /// Example: `--await-tier-up`
+    #[arg(long)]
+    await_tier_up: bool,
 
     /// Script files to run; a directory runs every `.wast` file in it, in name order.
     /// Example: `spate wast i32.wast memory.wast`
@@ -154,8 +187,9 @@ fn wast(args: &WastArgs) -> ExitCode {
         Ok(files) => files,
         Err(e) => return usage_error(&e),
     };
-    let mut runner = WastRunner::new(engine);
+    let mut runner = WastRunner::new(engine.clone());
     runner.verbose(args.verbose);
+    runner.await_tier_up(args.await_tier_up);
     // With `--multi-memory` the main engine already accepts every script; otherwise the
     // scripts that test the proposal get an engine of their own.
     if !args.engine.multi_memory {
@@ -181,6 +215,9 @@ fn wast(args: &WastArgs) -> ExitCode {
     }
     let _ = writeln!(stdout, "{totals}");
     let _ = stdout.flush();
+    if args.engine.stats {
+        print_stats(&runner.stats());
+    }
     if totals.failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -263,6 +300,9 @@ fn compile(args: &CompileArgs) -> ExitCode {
         Ok(Ok(summary)) => {
             println!("{}: valid (tier {})", path.display(), settings.tier);
             println!("{summary}");
+            if args.engine.stats {
+                print_stats(&engine.stats());
+            }
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
@@ -279,11 +319,13 @@ fn compile(args: &CompileArgs) -> ExitCode {
     }
 }
 
-/// The engine for `settings`; a refused tier is a usage error, any other failure an internal one.
+/// Prints engine figures (`--stats`) on stderr, so they never mix with a program's output.
+fn print_stats(stats: &spate::Stats) {
+    eprintln!("{stats}");
+}
+
+/// The engine for `settings`; a failure to set it up is an internal error.
 fn build_engine(settings: &EngineSettings) -> Result<spate::Engine, ExitCode> {
-    if let Err(e) = settings.tier.mode() {
-        return Err(usage_error(&e));
-    }
     settings.build().map_err(|e| {
         eprintln!("internal error: cannot create the engine: {e:#}");
         ExitCode::from(EXIT_INTERNAL)

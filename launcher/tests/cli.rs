@@ -114,16 +114,37 @@ fn compile_reports_bad_modules_without_crashing() {
 }
 
 #[test]
-fn unavailable_tiers_are_refused_clearly() {
-    for tier in ["optimized", "tiered"] {
-        let out = spate(&["compile", "--tier", tier, "whatever.wasm"]);
-        assert_eq!(out.status.code(), Some(2));
+fn every_tier_compiles_and_reports_its_figures() {
+    let dir = scratch("tiers");
+    let path = dir.join("answer.wasm");
+    // (func (result i32) i32.const 1)
+    std::fs::write(
+        &path,
+        b"\0asm\x01\0\0\0\x01\x05\x01\x60\0\x01\x7f\x03\x02\x01\0\x0a\x06\x01\x04\0\x41\x01\x0b",
+    )
+    .unwrap();
+    for (tier, compiled_by) in [
+        ("baseline", "baseline"),
+        ("optimized", "optimized"),
+        ("tiered", "baseline"),
+    ] {
+        let out = spate(&["compile", "--tier", tier, "--stats", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{tier}: {}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("valid (tier {tier})")));
+        // `--stats` goes to stderr: one line per tier, the compiling tier with one function.
         let err = stderr(&out);
-        assert!(
-            err.contains(&format!("the `{tier}` tier is not available yet")),
-            "{err}"
-        );
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(compiled_by))
+            .unwrap_or_else(|| panic!("{tier}: no {compiled_by} line in\n{err}"));
+        let functions: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(functions[1], "1", "{tier}: {line}");
+        assert!(err.contains("tier-up requests 0"), "{tier}: {err}");
     }
+    let out = spate(&["compile", "--tier", "fastest", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("possible values: baseline, optimized, tiered"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -132,12 +153,18 @@ fn help_explains_every_flag_with_an_example() {
         let out = spate(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         let text = stdout(&out);
-        for flag in ["--tier", "--compile-threads"] {
+        for flag in [
+            "--tier",
+            "--compile-threads",
+            "--tier-up-threshold",
+            "--tier-up-threads",
+            "--stats",
+        ] {
             assert!(text.contains(flag), "{command}: {text}");
         }
         // Every flag's own paragraph (help aside) carries an example.
         let flags = text.matches("\n      --").count() + text.matches("\n  -v, --").count();
-        let examples = text.matches("Example: `").count();
+        let examples = text.matches("Example:").count();
         assert!(
             examples >= flags - 1,
             "{command}: {flags} flags, {examples} examples\n{text}"

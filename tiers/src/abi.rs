@@ -15,6 +15,21 @@
 //!
 //! The callee context of a defined function is its instance's
 //! [`VMContext`](crate::vmctx::VMContext); for a host function it is a [`VMHostFuncContext`].
+//!
+//! # On-stack-replacement entries
+//!
+//! An OSR entry of a function for loop `L` (see
+//! [`Libcall::LoopTierUp`](crate::libcall::Libcall::LoopTierUp)) is called as
+//!
+//! ```text
+//! fn(callee_vmctx: *mut u8, caller_vmctx: *mut u8, locals: *const ValRaw [, ret_area: *mut ValRaw]) [-> r0]
+//! ```
+//!
+//! `locals` holds every local of the function (parameters first, then declared locals) in
+//! consecutive [`ValRaw`] slots, as they are at the header of `L` before its body runs. The
+//! entry continues the function from that loop header and returns the function's results with
+//! the same convention as the function itself. Only loops entered with an empty operand stack
+//! (no values on it in any enclosing block, and no loop parameters) have OSR entries.
 
 /// Size of one slot of a multi-value return area and of a [`ValRaw`].
 pub const RET_AREA_SLOT: u32 = 16;

@@ -124,6 +124,25 @@ pub trait FunctionCompiler {
         validator: Option<&mut FuncValidator<ValidatorResources>>,
     ) -> Result<CompiledFunction, CompileError>;
 
+    /// Compiles an on-stack-replacement entry of function `func_index` that starts at the header
+    /// of loop `loop_index` (the zero-based count of `loop` operators before it in the body), with
+    /// the signature described in [`abi`](crate::abi#on-stack-replacement-entries). The body is
+    /// already validated. Tiers without OSR support return an
+    /// [`Unsupported`](CompileErrorKind::Unsupported) error.
+    fn compile_osr_entry(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        loop_index: u32,
+    ) -> Result<CompiledFunction, CompileError> {
+        let _ = (module, func_index, body);
+        Err(CompileError::unsupported(
+            format!("this tier does not compile on-stack-replacement entries (loop {loop_index})"),
+            body.range().start as usize,
+        ))
+    }
+
     /// A trampoline with the [`abi::HostToWasmTrampoline`] signature for wasm functions of type
     /// `ty`: it reads the parameters from a [`abi::ValRaw`] array, calls the function and writes
     /// the results back to the same array.

@@ -45,11 +45,19 @@ pub enum Libcall {
     /// `fn(vmctx, trap_code: u32) -> !`: raise a trap (for tiers that prefer a call to a trap
     /// instruction).
     RaiseTrap,
+    /// `fn(vmctx, defined_func_index: u32, loop_index: u32) -> *const u8`: the budget ran out at
+    /// the header of loop `loop_index` (the zero-based count of `loop` operators before it in the
+    /// function body) whose operand stack is empty. The runtime resets the budget, queues the
+    /// function for the optimizing tier with an on-stack-replacement entry for that loop, and
+    /// returns that entry once it is installed (null until then). The caller then calls the
+    /// entry with the [OSR convention](crate::abi#on-stack-replacement-entries) and returns
+    /// its results as its own.
+    LoopTierUp,
 }
 
 impl Libcall {
     /// Number of entries in the libcall table.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Byte offset of this libcall's entry in the table.
     pub fn table_offset(self) -> i32 {
@@ -63,7 +71,7 @@ mod tests {
 
     #[test]
     fn count_covers_every_libcall() {
-        assert_eq!(Libcall::RaiseTrap as usize + 1, Libcall::COUNT);
+        assert_eq!(Libcall::LoopTierUp as usize + 1, Libcall::COUNT);
         assert_eq!(Libcall::TableGet.table_offset(), 40);
     }
 }

@@ -99,6 +99,11 @@ pub struct CompiledFunction {
     /// `code_offset` up to the next entry came from the operator at byte `wasm_offset` of the
     /// module.
     pub srclocs: Vec<(u32, u32)>,
+    /// What a fault (`SIGSEGV`/`SIGBUS`) anywhere in this code means when the faulting
+    /// instruction is not in `traps`. Tiers that cannot list every memory access (the LLVM tier)
+    /// set [`TrapCode::MemoryOutOfBounds`]: their only faulting instructions are linear-memory
+    /// accesses that hit the guard region. `None` means unlisted faults are not wasm traps.
+    pub fault_trap: Option<TrapCode>,
 }
 
 impl CompiledFunction {
@@ -145,6 +150,7 @@ mod tests {
                 },
             ],
             srclocs: vec![(0, 100), (10, 105), (30, 110)],
+            fault_trap: None,
         };
         assert_eq!(f.trap_at(4), Some(TrapCode::MemoryOutOfBounds));
         assert_eq!(f.trap_at(5), None);

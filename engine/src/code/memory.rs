@@ -142,7 +142,7 @@ pub(crate) fn lookup_in(
         return None;
     }
     let rel = (offset - f.start) as u32;
-    let code = f.tables.trap_at(rel)?;
+    let code = f.tables.trap_at(rel).or(f.tables.fault_trap)?;
     Some((code, f.func_index, f.tables.wasm_offset_at(rel)))
 }
 

@@ -13,15 +13,16 @@
 mod sections;
 
 use crate::code::CodeMemory;
-use crate::engine::Engine;
+use crate::engine::{Engine, TierMode};
 use crate::module::{Module, ModuleInner};
+use crate::tiering::{Body, ModuleTiering};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 use sections::Declarations;
 use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmparser::{BinaryReader, Chunk, FunctionBody, Parser, ValidPayload, Validator};
 
 /// A module that could not be compiled: malformed, invalid, or beyond what the engine supports.
@@ -68,7 +69,7 @@ impl From<CompileError> for ModuleError {
     }
 }
 
-type CompileResult = (u32, Result<CompiledFunction, CompileError>);
+type CompileResult = (u32, Result<CompiledFunction, CompileError>, Duration);
 
 /// Compilation of function bodies, started when the code section begins.
 struct Compilation {
@@ -80,6 +81,8 @@ struct Compilation {
     inline: Option<Box<dyn FunctionCompiler>>,
     results: Vec<Option<CompiledFunction>>,
     errors: Vec<ModuleError>,
+    /// Bodies kept for the optimizing tier (tiered mode only).
+    bodies: Option<Vec<Body>>,
 }
 
 impl Compilation {
@@ -92,8 +95,15 @@ impl Compilation {
         let def_index = self.submitted;
         self.submitted += 1;
         let func_index = self.info.num_imported_functions + def_index;
+        if let Some(bodies) = self.bodies.as_mut() {
+            bodies.push(Body {
+                offset: body.range().start,
+                bytes: body.as_bytes().into(),
+            });
+        }
         if let Some(compiler) = self.inline.as_mut() {
             let mut validator = to_validate.into_validator(Default::default());
+            let started = Instant::now();
             let r = compile_guarded(
                 &mut **compiler,
                 &self.info,
@@ -101,7 +111,7 @@ impl Compilation {
                 body,
                 &mut validator,
             );
-            self.store(def_index, r);
+            self.store(engine, def_index, r, started.elapsed());
             return;
         }
         let range = body.range();
@@ -111,26 +121,36 @@ impl Compilation {
         engine.submit(Box::new(move |compiler| {
             let body = FunctionBody::new(BinaryReader::new(&bytes, range.start));
             let mut validator = to_validate.into_validator(Default::default());
+            let started = Instant::now();
             let r = compile_guarded(compiler, &info, func_index, &body, &mut validator);
-            let _ = tx.send((def_index, r));
+            let _ = tx.send((def_index, r, started.elapsed()));
         }));
     }
 
-    fn store(&mut self, def_index: u32, r: Result<CompiledFunction, CompileError>) {
+    fn store(
+        &mut self,
+        engine: &Engine,
+        def_index: u32,
+        r: Result<CompiledFunction, CompileError>,
+        time: Duration,
+    ) {
         match r {
-            Ok(f) => self.results[def_index as usize] = Some(f),
+            Ok(f) => {
+                engine.0.first_tier_stats().record(f.code.len(), time);
+                self.results[def_index as usize] = Some(f);
+            }
             Err(e) => self.errors.push(e.into()),
         }
     }
 
     /// Waits for every submitted body.
-    fn wait(&mut self) {
+    fn wait(&mut self, engine: &Engine) {
         let outstanding = self.submitted as usize
             - self.results.iter().filter(|r| r.is_some()).count()
             - self.errors.len();
         for _ in 0..outstanding {
             match self.rx.recv() {
-                Ok((i, r)) => self.store(i, r),
+                Ok((i, r, t)) => self.store(engine, i, r, t),
                 Err(_) => break,
             }
         }
@@ -248,7 +268,7 @@ impl ModuleStream {
             Some(c) => c,
             None => Self::start_compilation(&self.engine, &self.decls.info),
         };
-        comp.wait();
+        comp.wait(&self.engine);
         if let Some(e) = lowest(std::mem::take(&mut comp.errors)) {
             return Err(e.into());
         }
@@ -291,6 +311,7 @@ impl ModuleStream {
             code,
             entries,
             budgets,
+            tiering: comp.bodies.map(ModuleTiering::new),
             compile_time: self.started.elapsed(),
             size: self.total,
         })))
@@ -300,7 +321,7 @@ impl ModuleStream {
     fn fail(&mut self, e: ModuleError) -> ModuleError {
         let mut errors = vec![e];
         if let Some(comp) = self.compilation.as_mut() {
-            comp.wait();
+            comp.wait(&self.engine);
             errors.append(&mut comp.errors);
         }
         let e = lowest(errors).expect("at least one error");
@@ -312,8 +333,10 @@ impl ModuleStream {
         let info = Arc::new(info.clone());
         let (tx, rx) = crossbeam_channel::unbounded();
         let inline =
-            (engine.0.config.compile_threads <= 1).then(|| engine.0.baseline.new_compiler());
+            (engine.0.config.compile_threads <= 1).then(|| engine.0.first_tier().new_compiler());
         let results = (0..info.num_defined_functions()).map(|_| None).collect();
+        let bodies = (engine.0.config.tier == TierMode::Tiered)
+            .then(|| Vec::with_capacity(info.num_defined_functions() as usize));
         Compilation {
             info,
             tx,
@@ -322,6 +345,7 @@ impl ModuleStream {
             inline,
             results,
             errors: Vec::new(),
+            bodies,
         }
     }
 

@@ -1,4 +1,535 @@
-//! Tier-up policy. The baseline tier counts calls and loop iterations per function against a
-//! budget and calls the `TierUp` libcall when it runs out; with only the baseline tier the
-//! request is counted (see [`EngineStats`](crate::EngineStats)) and the budget reset. The
-//! optimizing tier, its background queue and hot swap come with the LLVM tier.
+//! The tier manager: hotness, the background compile queue, hot swap and on-stack replacement.
+//!
+//! Baseline code counts calls and loop iterations per function against a budget (see
+//! [`Config::tier_up_threshold`](crate::Config::tier_up_threshold)). When the budget runs out it
+//! calls a libcall:
+//!
+//! * `TierUp` at function entry (and at loop headers entered with values on the operand stack):
+//!   the function's heat goes up and, the first time, a [`Request`] goes onto the engine's
+//!   crossbeam channel;
+//! * `LoopTierUp` at the header of a loop entered with an empty operand stack: the same, and the
+//!   request also asks for an on-stack-replacement (OSR) entry for that loop; once it is
+//!   installed the libcall returns it and the baseline code continues the function there.
+//!
+//! Background threads (owned by the engine, started on the first request; each keeps its own
+//! optimizing compiler and so its own LLVM context) drain the channel into a shared pending set
+//! and always take the hottest request first. The optimized code is placed in its own code
+//! memory, owned by the module, and published with one release-store into the function's entry
+//! (`ModuleInner::entries`). Direct calls, `call_indirect` (whose `VMFuncRef`s point at the same
+//! entry) and calls from the host all load the entry on every call, so they reach the new code
+//! on their next call; frames already running baseline code finish in it (or leave it through
+//! OSR). Nothing stops the program and the call path takes no lock.
+//!
+//! The module's old code is never freed while the module lives: a thread may still be running
+//! it.
+
+use crate::code::CodeMemory;
+use crate::engine::{Engine, EngineInner};
+use crate::module::ModuleInner;
+use crossbeam_channel::{Receiver, Sender};
+use spate_tiers::{CompileError, FunctionCompiler, Tier};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use wasmparser::{BinaryReader, FunctionBody};
+
+/// Stack size of compile threads: LLVM's passes recurse over large functions.
+pub(crate) const COMPILE_THREAD_STACK: usize = 32 << 20;
+
+const BASELINE: u8 = 0;
+const QUEUED: u8 = 1;
+const COMPILING: u8 = 2;
+const OPTIMIZED: u8 = 3;
+const FAILED: u8 = 4;
+
+/// The wasm bytes of one function body, kept for recompilation.
+pub(crate) struct Body {
+    /// Byte offset of the body in the module.
+    pub offset: u64,
+    /// The body's bytes.
+    pub bytes: Box<[u8]>,
+}
+
+/// What is known about one loop's OSR entry.
+#[derive(Clone, Copy)]
+enum OsrState {
+    Pending,
+    Ready(*const u8),
+    Failed,
+}
+
+// SAFETY: `Ready` holds a code pointer into immutable executable memory owned by the module.
+unsafe impl Send for OsrState {}
+
+/// Per-module tier-up state (present when the engine runs in tiered mode).
+pub(crate) struct ModuleTiering {
+    bodies: Box<[Body]>,
+    state: Box<[AtomicU8]>,
+    heat: Box<[AtomicU32]>,
+    osr: Mutex<HashMap<(u32, u32), OsrState>>,
+    /// Optimized code, kept alive with the module.
+    code: Mutex<Vec<CodeMemory>>,
+}
+
+impl ModuleTiering {
+    /// Tier-up state for a module whose defined functions have these bodies.
+    pub(crate) fn new(bodies: Vec<Body>) -> ModuleTiering {
+        let n = bodies.len();
+        ModuleTiering {
+            bodies: bodies.into_boxed_slice(),
+            state: (0..n).map(|_| AtomicU8::new(BASELINE)).collect(),
+            heat: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            osr: Mutex::new(HashMap::new()),
+            code: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Number of functions whose optimized code is installed.
+    pub(crate) fn optimized_functions(&self) -> usize {
+        self.state
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) == OPTIMIZED)
+            .count()
+    }
+
+    /// Whether defined function `def_index` runs optimized code now.
+    pub(crate) fn is_optimized(&self, def_index: u32) -> bool {
+        self.state[def_index as usize].load(Ordering::Acquire) == OPTIMIZED
+    }
+}
+
+/// A request to compile one function (and possibly one OSR entry) with the optimizing tier.
+pub(crate) struct Request {
+    module: Weak<ModuleInner>,
+    def_index: u32,
+    loop_index: Option<u32>,
+    requested: Instant,
+    seq: u64,
+}
+
+/// The engine's background compile threads and their queue.
+pub(crate) struct TierManager {
+    tx: Sender<Request>,
+    /// Requests taken off the channel but not started.
+    pending: Arc<Mutex<Vec<Request>>>,
+    /// Requests sent and not yet finished (for [`Engine::wait_for_tier_ups`]).
+    outstanding: Arc<AtomicUsize>,
+    seq: AtomicU64,
+}
+
+impl TierManager {
+    /// Starts `threads` background compile threads for `tier`.
+    pub(crate) fn start(engine: Weak<EngineInner>, tier: Arc<dyn Tier>, threads: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<Request>();
+        let pending = Arc::new(Mutex::new(Vec::new()));
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        for i in 0..threads.max(1) {
+            let rx: Receiver<Request> = rx.clone();
+            let pending = pending.clone();
+            let outstanding = outstanding.clone();
+            let tier = tier.clone();
+            let engine = engine.clone();
+            std::thread::Builder::new()
+                .name(format!("spate-tier-up-{i}"))
+                .stack_size(COMPILE_THREAD_STACK)
+                .spawn(move || {
+                    let mut compiler = tier.new_compiler();
+                    while let Some(req) = next_request(&rx, &pending) {
+                        if let Some(engine) = engine.upgrade() {
+                            run(&engine, &mut *compiler, req);
+                        }
+                        outstanding.fetch_sub(1, Ordering::AcqRel);
+                    }
+                })
+                .expect("spawning a tier-up thread");
+        }
+        TierManager {
+            tx,
+            pending,
+            outstanding,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    fn send(&self, module: &Arc<ModuleInner>, def_index: u32, loop_index: Option<u32>) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let req = Request {
+            module: Arc::downgrade(module),
+            def_index,
+            loop_index,
+            requested: Instant::now(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+        };
+        if self.tx.send(req).is_err() {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether every request sent so far has been handled.
+    pub(crate) fn idle(&self) -> bool {
+        self.outstanding.load(Ordering::Acquire) == 0
+            && self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+}
+
+/// The next request to work on: everything waiting on the channel joins the pending set, and the
+/// hottest pending request (then the oldest) is taken. Blocks while there is nothing to do;
+/// `None` once the engine is gone.
+fn next_request(rx: &Receiver<Request>, pending: &Mutex<Vec<Request>>) -> Option<Request> {
+    loop {
+        {
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.extend(rx.try_iter());
+            if let Some(i) = hottest(&p) {
+                return Some(p.swap_remove(i));
+            }
+        }
+        let req = rx.recv().ok()?;
+        pending.lock().unwrap_or_else(|e| e.into_inner()).push(req);
+    }
+}
+
+/// Index of the request with the most heat (OSR requests first: a loop is running now), oldest
+/// among equals. Requests whose module is gone count as hottest, so they are dropped quickly.
+fn hottest(p: &[Request]) -> Option<usize> {
+    p.iter()
+        .enumerate()
+        .max_by_key(|(_, r)| {
+            let heat = match r.module.upgrade() {
+                Some(m) => m
+                    .tiering
+                    .as_ref()
+                    .map_or(0, |t| t.heat[r.def_index as usize].load(Ordering::Relaxed)),
+                None => u32::MAX,
+            };
+            (r.loop_index.is_some(), heat, std::cmp::Reverse(r.seq))
+        })
+        .map(|(i, _)| i)
+}
+
+/// Handles one request on a background thread.
+fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Request) {
+    let Some(module) = req.module.upgrade() else {
+        return;
+    };
+    let Some(tiering) = module.tiering.as_ref() else {
+        return;
+    };
+    let def = req.def_index as usize;
+    let func_index = module.info.num_imported_functions + req.def_index;
+    let body = &tiering.bodies[def];
+    let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
+    let stats = &engine.stats;
+
+    // The function itself, unless another request already compiled it (or is compiling it).
+    let claimed = [BASELINE, QUEUED].into_iter().any(|from| {
+        tiering.state[def]
+            .compare_exchange(from, COMPILING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    });
+    if claimed {
+        let started = Instant::now();
+        let r = guarded(|| compiler.compile_function(&module.info, func_index, &reader, None));
+        let elapsed = started.elapsed();
+        match r.and_then(|f| install(tiering, func_index, f)) {
+            Ok((ptr, bytes)) => {
+                module.entries[def].store(ptr as *mut u8, Ordering::Release);
+                tiering.state[def].store(OPTIMIZED, Ordering::Release);
+                stats.optimized.record(bytes, elapsed);
+                stats.tier_ups.fetch_add(1, Ordering::Relaxed);
+                stats.record_install_latency(req.requested.elapsed());
+            }
+            Err(e) => {
+                tiering.state[def].store(FAILED, Ordering::Release);
+                stats.record_failure(func_index, &e);
+            }
+        }
+    }
+
+    if let Some(loop_index) = req.loop_index {
+        let started = Instant::now();
+        let r =
+            guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, loop_index));
+        let elapsed = started.elapsed();
+        let state = match r.and_then(|f| install(tiering, func_index, f)) {
+            Ok((ptr, bytes)) => {
+                stats.optimized.record_osr(bytes, elapsed);
+                stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
+                stats.record_install_latency(req.requested.elapsed());
+                OsrState::Ready(ptr)
+            }
+            Err(e) => {
+                stats.record_failure(func_index, &e);
+                OsrState::Failed
+            }
+        };
+        tiering
+            .osr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((req.def_index, loop_index), state);
+    }
+}
+
+/// Runs a compiler call, turning a panic into an error so a compiler bug costs one function its
+/// tier-up, not the program.
+fn guarded(
+    f: impl FnOnce() -> Result<spate_tiers::CompiledFunction, CompileError>,
+) -> Result<spate_tiers::CompiledFunction, CompileError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(CompileError::codegen(
+            "internal compiler error in the optimizing tier",
+        ))
+    })
+}
+
+/// Places optimized code in new code memory owned by the module; returns its entry and size.
+fn install(
+    tiering: &ModuleTiering,
+    func_index: u32,
+    f: spate_tiers::CompiledFunction,
+) -> Result<(*const u8, usize), CompileError> {
+    let bytes = f.code.len();
+    let code = CodeMemory::new(vec![(func_index, f)])
+        .map_err(|e| CompileError::codegen(format!("cannot allocate code memory: {e}")))?;
+    let ptr = code.function_ptr(0);
+    tiering
+        .code
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(code);
+    Ok((ptr, bytes))
+}
+
+/// The `TierUp` libcall's work: one more unit of heat for the function, and a request the first
+/// time.
+pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32) {
+    let Some(tiering) = module.tiering.as_ref() else {
+        return;
+    };
+    tiering.heat[def_index as usize].fetch_add(1, Ordering::Relaxed);
+    if tiering.state[def_index as usize]
+        .compare_exchange(BASELINE, QUEUED, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        if let Some(m) = engine.tier_manager() {
+            m.send(module, def_index, None);
+        }
+    }
+}
+
+/// The `LoopTierUp` libcall's work: the installed OSR entry for the loop, or null after making
+/// sure one is requested.
+pub(crate) fn osr_entry(
+    engine: &Engine,
+    module: &Arc<ModuleInner>,
+    def_index: u32,
+    loop_index: u32,
+) -> *const u8 {
+    let Some(tiering) = module.tiering.as_ref() else {
+        return std::ptr::null();
+    };
+    tiering.heat[def_index as usize].fetch_add(1, Ordering::Relaxed);
+    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    match osr.get(&(def_index, loop_index)) {
+        Some(OsrState::Ready(p)) => {
+            engine.0.stats.osr_entries.fetch_add(1, Ordering::Relaxed);
+            *p
+        }
+        Some(OsrState::Pending | OsrState::Failed) => std::ptr::null(),
+        None => {
+            osr.insert((def_index, loop_index), OsrState::Pending);
+            drop(osr);
+            // The OSR job compiles the function too, unless it is already done or under way.
+            let _ = tiering.state[def_index as usize].compare_exchange(
+                BASELINE,
+                QUEUED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            if let Some(m) = engine.tier_manager() {
+                m.send(module, def_index, Some(loop_index));
+            }
+            std::ptr::null()
+        }
+    }
+}
+
+/// Engine-wide counters (atomics; [`crate::Stats`] is the snapshot users see).
+#[derive(Default)]
+pub(crate) struct StatsCounters {
+    pub baseline: TierCounters,
+    pub optimized: TierCounters,
+    pub tier_up_requests: AtomicU64,
+    pub tier_ups: AtomicU64,
+    pub osr_compiled: AtomicU64,
+    pub osr_entries: AtomicU64,
+    pub failures: AtomicU64,
+    pub install_latency_total_ns: AtomicU64,
+    pub install_latency_max_ns: AtomicU64,
+    pub last_failure: Mutex<Option<String>>,
+}
+
+/// Per-tier counters.
+#[derive(Default)]
+pub(crate) struct TierCounters {
+    pub functions: AtomicU64,
+    pub osr_entries: AtomicU64,
+    pub code_bytes: AtomicU64,
+    pub compile_ns: AtomicU64,
+}
+
+impl TierCounters {
+    /// One function compiled into `bytes` of code in `time`.
+    pub(crate) fn record(&self, bytes: usize, time: Duration) {
+        self.functions.fetch_add(1, Ordering::Relaxed);
+        self.add(bytes, time);
+    }
+
+    fn record_osr(&self, bytes: usize, time: Duration) {
+        self.osr_entries.fetch_add(1, Ordering::Relaxed);
+        self.add(bytes, time);
+    }
+
+    fn add(&self, bytes: usize, time: Duration) {
+        self.code_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.compile_ns
+            .fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> TierStats {
+        TierStats {
+            functions: self.functions.load(Ordering::Relaxed),
+            osr_entries: self.osr_entries.load(Ordering::Relaxed),
+            code_bytes: self.code_bytes.load(Ordering::Relaxed),
+            compile_time: Duration::from_nanos(self.compile_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl StatsCounters {
+    fn record_install_latency(&self, d: Duration) {
+        let ns = d.as_nanos() as u64;
+        self.install_latency_total_ns
+            .fetch_add(ns, Ordering::Relaxed);
+        self.install_latency_max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    fn record_failure(&self, func_index: u32, e: &CompileError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(format!("function {func_index}: {e}"));
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            baseline: self.baseline.snapshot(),
+            optimized: self.optimized.snapshot(),
+            tier_up_requests: self.tier_up_requests.load(Ordering::Relaxed),
+            tier_ups: self.tier_ups.load(Ordering::Relaxed),
+            osr_compiled: self.osr_compiled.load(Ordering::Relaxed),
+            osr_entries: self.osr_entries.load(Ordering::Relaxed),
+            tier_up_failures: self.failures.load(Ordering::Relaxed),
+            last_tier_up_failure: self
+                .last_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            install_latency_total: Duration::from_nanos(
+                self.install_latency_total_ns.load(Ordering::Relaxed),
+            ),
+            install_latency_max: Duration::from_nanos(
+                self.install_latency_max_ns.load(Ordering::Relaxed),
+            ),
+        }
+    }
+}
+
+/// Compilation figures of one tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Functions compiled by the tier.
+    pub functions: u64,
+    /// On-stack-replacement entries compiled by the tier.
+    pub osr_entries: u64,
+    /// Bytes of machine code produced (functions and OSR entries).
+    pub code_bytes: u64,
+    /// Compile time summed over functions (CPU time of the compile threads, so it can exceed
+    /// wall time when several threads compile).
+    pub compile_time: Duration,
+}
+
+/// A snapshot of an engine's compilation and tier-up figures ([`Engine::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The baseline (Cranelift) tier.
+    pub baseline: TierStats,
+    /// The optimizing (LLVM) tier, both up front (optimized mode) and by tier-up.
+    pub optimized: TierStats,
+    /// Times baseline code reported an exhausted budget (at entry or at a loop header).
+    pub tier_up_requests: u64,
+    /// Functions whose optimized code was installed into their entry by tier-up.
+    pub tier_ups: u64,
+    /// OSR entries compiled and installed.
+    pub osr_compiled: u64,
+    /// Times baseline code left a loop for an OSR entry.
+    pub osr_entries: u64,
+    /// Tier-up compilations that failed (the function keeps running baseline code).
+    pub tier_up_failures: u64,
+    /// The most recent tier-up failure, if any.
+    pub last_tier_up_failure: Option<String>,
+    /// Sum over installs (functions and OSR entries) of the time from request to install.
+    pub install_latency_total: Duration,
+    /// Longest time from request to install.
+    pub install_latency_max: Duration,
+}
+
+impl Stats {
+    /// Mean time from a tier-up request to the optimized code being installed.
+    pub fn install_latency_mean(&self) -> Option<Duration> {
+        let n = self.tier_ups + self.osr_compiled;
+        (n > 0).then(|| self.install_latency_total / n as u32)
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        writeln!(
+            f,
+            "tier       functions  osr-entries  code-bytes  compile-ms"
+        )?;
+        for (name, t) in [("baseline", &self.baseline), ("optimized", &self.optimized)] {
+            writeln!(
+                f,
+                "{name:<10} {:>9}  {:>11}  {:>10}  {:>10.2}",
+                t.functions,
+                t.osr_entries,
+                t.code_bytes,
+                ms(t.compile_time)
+            )?;
+        }
+        write!(
+            f,
+            "tier-up requests {}, tier-ups {}, OSR entries taken {}, failures {}",
+            self.tier_up_requests, self.tier_ups, self.osr_entries, self.tier_up_failures
+        )?;
+        if let Some(mean) = self.install_latency_mean() {
+            write!(
+                f,
+                "\nrequest-to-install mean {:.2} ms, max {:.2} ms",
+                ms(mean),
+                ms(self.install_latency_max)
+            )?;
+        }
+        if let Some(e) = &self.last_tier_up_failure {
+            write!(f, "\nlast tier-up failure: {e}")?;
+        }
+        Ok(())
+    }
+}

@@ -29,6 +29,7 @@ pub(crate) fn table() -> Box<[usize]> {
     t[Libcall::ElemDrop as usize] = elem_drop as *const () as usize;
     t[Libcall::TierUp as usize] = tier_up as *const () as usize;
     t[Libcall::RaiseTrap as usize] = raise_trap as *const () as usize;
+    t[Libcall::LoopTierUp as usize] = loop_tier_up as *const () as usize;
     debug_assert!(
         t.iter().all(|&p| p != 0),
         "every libcall has an implementation"
@@ -296,14 +297,31 @@ unsafe extern "C" fn elem_drop(vmctx: *mut VMContext, seg: u32) {
 unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
     // SAFETY: called by compiled code with its own context.
     let (inst, store) = unsafe { parts(vmctx) };
-    let threshold = store.engine.0.config.tier_up_budget();
-    inst.module.0.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
-    store
-        .engine
+    let engine = &store.engine;
+    let threshold = engine.0.config.tier_up_budget();
+    let module = &inst.module.0;
+    module.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
+    engine
         .0
         .stats
         .tier_up_requests
         .fetch_add(1, Ordering::Relaxed);
+    crate::tiering::request(engine, module, def_index);
+}
+
+unsafe extern "C" fn loop_tier_up(vmctx: *mut VMContext, def_index: u32, loop_index: u32) -> usize {
+    // SAFETY: called by compiled code with its own context.
+    let (inst, store) = unsafe { parts(vmctx) };
+    let engine = &store.engine;
+    let threshold = engine.0.config.tier_up_budget();
+    let module = &inst.module.0;
+    module.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
+    engine
+        .0
+        .stats
+        .tier_up_requests
+        .fetch_add(1, Ordering::Relaxed);
+    crate::tiering::osr_entry(engine, module, def_index, loop_index) as usize
 }
 
 unsafe extern "C" fn raise_trap(_vmctx: *mut VMContext, code: u32) {

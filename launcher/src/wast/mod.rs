@@ -38,12 +38,16 @@ use wast::{QuoteWat, Wast, WastDirective, WastExecute, WastInvoke, WastRet, Wat}
 
 pub use report::{Failure, FileReport, Note, Totals};
 
+/// How long `--await-tier-up` waits for the tier-up queue after a directive.
+const TIER_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs WebAssembly scripts against an [`Engine`].
 #[derive(Clone)]
 pub struct WastRunner {
     engine: Engine,
     multi_memory_engine: Option<Engine>,
     verbose: bool,
+    await_tier_up: bool,
 }
 
 /// Whether a script is a multi-memory test by its file name (`*memory-multi*` or
@@ -62,7 +66,44 @@ impl WastRunner {
             engine,
             multi_memory_engine: None,
             verbose: false,
+            await_tier_up: false,
         }
+    }
+
+    /// After each directive, wait until every tier-up it requested is installed (tiered mode),
+    /// so the directives that follow run optimized code. With a tier-up threshold of 0 this
+    /// swaps every function the script calls while the script runs.
+    pub fn await_tier_up(&mut self, yes: bool) -> &mut Self {
+        self.await_tier_up = yes;
+        self
+    }
+
+    /// The figures of the runner's engines (summed when there are two).
+    pub fn stats(&self) -> spate::Stats {
+        let mut s = self.engine.stats();
+        if let Some(m) = &self.multi_memory_engine {
+            let t = m.stats();
+            for (a, b) in [
+                (&mut s.baseline, &t.baseline),
+                (&mut s.optimized, &t.optimized),
+            ] {
+                a.functions += b.functions;
+                a.osr_entries += b.osr_entries;
+                a.code_bytes += b.code_bytes;
+                a.compile_time += b.compile_time;
+            }
+            s.tier_up_requests += t.tier_up_requests;
+            s.tier_ups += t.tier_ups;
+            s.osr_compiled += t.osr_compiled;
+            s.osr_entries += t.osr_entries;
+            s.tier_up_failures += t.tier_up_failures;
+            s.install_latency_total += t.install_latency_total;
+            s.install_latency_max = s.install_latency_max.max(t.install_latency_max);
+            if t.last_tier_up_failure.is_some() {
+                s.last_tier_up_failure = t.last_tier_up_failure;
+            }
+        }
+        s
     }
 
     /// The engine (configured with the multi-memory proposal) for scripts that
@@ -163,7 +204,13 @@ impl WastRunner {
                 );
                 continue;
             }
-            match catch_unwind(AssertUnwindSafe(|| script.run(directive, at.0))) {
+            let mut outcome = catch_unwind(AssertUnwindSafe(|| script.run(directive, at.0)));
+            if self.await_tier_up && !engine.wait_for_tier_ups(TIER_UP_WAIT) {
+                outcome = Ok(Err(format!(
+                    "tier-up did not finish within {TIER_UP_WAIT:?}"
+                )));
+            }
+            match outcome {
                 Ok(Ok(note)) => {
                     report.passed += 1;
                     if let (true, Some(message)) = (self.verbose, note) {

@@ -239,6 +239,7 @@ impl CraneliftCompiler {
             code,
             traps,
             srclocs,
+            fault_trap: None,
         })
     }
 }

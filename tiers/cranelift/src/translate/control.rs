@@ -5,6 +5,7 @@
 //! a loop additionally gets a header block whose parameters are the loop's parameters. Branches
 //! pass the top values of the operand stack as block arguments.
 
+use cranelift_codegen::ir;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, BlockArg, BlockCall, InstBuilder, JumpTableData, Value, types};
 use spate_tiers::libcall::Libcall;
@@ -101,7 +102,15 @@ impl FuncTranslator<'_> {
         self.builder.switch_to_block(header);
         self.stack
             .extend_from_slice(self.builder.block_params(header));
-        self.emit_budget_check();
+        let loop_index = self.loop_count;
+        self.loop_count += 1;
+        if self.stack.is_empty() {
+            // Nothing lives on the operand stack: the loop can be left for an OSR entry that
+            // takes the locals alone.
+            self.emit_loop_budget_check(loop_index);
+        } else {
+            self.emit_budget_check();
+        }
         self.control.push(ControlFrame {
             kind: FrameKind::Loop { header },
             next,
@@ -395,25 +404,10 @@ impl FuncTranslator<'_> {
     }
 
     /// Decrements this function's tier-up budget and calls the `TierUp` libcall (in a cold
-    /// block) when it goes negative. Emitted at function entry and at every loop header.
+    /// block) when it goes negative. Emitted at function entry and at the header of every loop
+    /// entered with values on the operand stack (those cannot be replaced on the stack).
     pub(super) fn emit_budget_check(&mut self) {
-        let budgets = self.vmctx_load(VMCTX_BUDGETS, trusted_readonly());
-        let slot = u64::from(self.def_index) * 4;
-        let addr = if let Ok(off) = i32::try_from(slot) {
-            (budgets, off)
-        } else {
-            (self.builder.ins().iadd_imm_s(budgets, slot as i64), 0)
-        };
-        let budget = self
-            .builder
-            .ins()
-            .load(types::I32, trusted(), addr.0, addr.1);
-        let budget = self.builder.ins().iadd_imm_s(budget, -1);
-        self.builder.ins().store(trusted(), budget, addr.0, addr.1);
-        let exhausted = self
-            .builder
-            .ins()
-            .icmp_imm_s(IntCC::SignedLessThan, budget, 0);
+        let exhausted = self.decrement_budget();
         let cold = self.builder.create_block();
         let cont = self.builder.create_block();
         self.builder.set_cold_block(cold);
@@ -428,5 +422,80 @@ impl FuncTranslator<'_> {
         self.builder.ins().jump(cont, &[]);
         self.builder.seal_block(cont);
         self.builder.switch_to_block(cont);
+    }
+
+    /// The budget check at the header of loop `loop_index`, entered with an empty operand
+    /// stack: when the budget runs out, the `LoopTierUp` libcall returns the loop's
+    /// on-stack-replacement entry once the optimizing tier has installed one. The locals are
+    /// then spilled to a `ValRaw` array, the entry continues the function from this header, and
+    /// its results are returned as this function's own (see `spate_tiers::abi`).
+    fn emit_loop_budget_check(&mut self, loop_index: u32) {
+        let exhausted = self.decrement_budget();
+        let cold = self.builder.create_block();
+        let enter = self.builder.create_block();
+        let cont = self.builder.create_block();
+        self.builder.set_cold_block(cold);
+        self.builder.set_cold_block(enter);
+        self.builder.ins().brif(exhausted, cold, &[], cont, &[]);
+        self.builder.seal_block(cold);
+        self.builder.switch_to_block(cold);
+        let def = self
+            .builder
+            .ins()
+            .iconst(types::I32, i64::from(self.def_index));
+        let lp = self.builder.ins().iconst(types::I32, i64::from(loop_index));
+        let entry = self
+            .libcall(Libcall::LoopTierUp, &[def, lp])
+            .expect("LoopTierUp returns the entry");
+        self.builder.ins().brif(entry, enter, &[], cont, &[]);
+        self.builder.seal_block(enter);
+        self.builder.switch_to_block(enter);
+        self.emit_osr_transfer(entry);
+        self.builder.seal_block(cont);
+        self.builder.switch_to_block(cont);
+    }
+
+    /// Spills the locals and tail-transfers to the OSR entry `entry`, returning its results.
+    fn emit_osr_transfer(&mut self, entry: ir::Value) {
+        let slot_size = spate_tiers::abi::RET_AREA_SLOT;
+        let n = self.locals.len() as u32;
+        let slot = self.builder.create_sized_stack_slot(ir::StackSlotData::new(
+            ir::StackSlotKind::ExplicitSlot,
+            (n * slot_size).max(slot_size),
+            4,
+        ));
+        let buf = self.builder.ins().stack_addr(types::I64, slot, 0);
+        for i in 0..self.locals.len() {
+            let v = self.builder.use_var(self.locals[i]);
+            self.builder
+                .ins()
+                .store(trusted(), v, buf, (i as u32 * slot_size) as i32);
+        }
+        let sig = self.osr_signature();
+        let mut args = vec![self.vmctx, self.vmctx, buf];
+        args.extend(self.ret_area);
+        let call = self.builder.ins().call_indirect(sig, entry, &args);
+        let results = self.builder.inst_results(call).to_vec();
+        self.builder.ins().return_(&results);
+    }
+
+    /// Decrements the budget and returns the condition "the budget ran out".
+    fn decrement_budget(&mut self) -> ir::Value {
+        let budgets = self.vmctx_load(VMCTX_BUDGETS, trusted_readonly());
+        let slot = u64::from(self.def_index) * 4;
+        let addr = if let Ok(off) = i32::try_from(slot) {
+            (budgets, off)
+        } else {
+            (self.builder.ins().iadd_imm_s(budgets, slot as i64), 0)
+        };
+        let budget = self
+            .builder
+            .ins()
+            .load(types::I32, trusted(), addr.0, addr.1);
+        let budget = self.builder.ins().iadd_imm_s(budget, -1);
+        self.builder.ins().store(trusted(), budget, addr.0, addr.1);
+        self.builder
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThan, budget, 0)
     }
 }

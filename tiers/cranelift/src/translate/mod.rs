@@ -24,8 +24,8 @@ use std::collections::HashMap;
 
 use cranelift_codegen::ir::immediates::Offset32;
 use cranelift_codegen::ir::{
-    self, BlockArg, ConstantData, Endianness, Function, GlobalValueData, InstBuilder, MemFlagsData,
-    SigRef, SourceLoc, StackSlot, UserFuncName, Value, types,
+    self, AbiParam, ArgumentPurpose, BlockArg, ConstantData, Endianness, Function, GlobalValueData,
+    InstBuilder, MemFlagsData, SigRef, SourceLoc, StackSlot, UserFuncName, Value, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -94,6 +94,10 @@ pub(crate) struct FuncTranslator<'a> {
     block_args: Vec<BlockArg>,
     /// Scratch buffer for call arguments.
     call_args: Vec<Value>,
+    /// `loop` operators translated so far (the index of the next loop, for OSR).
+    loop_count: u32,
+    /// The signature of this function's OSR entries, once imported.
+    osr_sig: Option<SigRef>,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into `func`.
@@ -142,6 +146,8 @@ pub(crate) fn translate_function(
         call_ret_area: None,
         block_args: Vec::new(),
         call_args: Vec::new(),
+        loop_count: 0,
+        osr_sig: None,
     };
     t.stack.clear();
     t.locals.clear();
@@ -225,6 +231,28 @@ pub(crate) fn trusted_readonly() -> MemFlagsData {
 }
 
 impl<'a> FuncTranslator<'a> {
+    /// The signature of an OSR entry of this function (`spate_tiers::abi`): contexts, the
+    /// locals array, the return area if any, and the function's single result if it has one.
+    pub(crate) fn osr_signature(&mut self) -> SigRef {
+        if let Some(sig) = self.osr_sig {
+            return sig;
+        }
+        let mut sig = ir::Signature::new(self.call_conv);
+        sig.params
+            .push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        if self.ret_area.is_some() {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        // The function's own signature already has the right result: reuse it.
+        let own = self.builder.func.signature.returns.clone();
+        sig.returns = own;
+        let sig = self.builder.import_signature(sig);
+        self.osr_sig = Some(sig);
+        sig
+    }
+
     /// Pops the value on top of the stack.
     pub(crate) fn pop1(&mut self) -> Value {
         self.stack

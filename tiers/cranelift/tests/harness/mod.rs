@@ -69,8 +69,10 @@ pub fn compile(bytes: &[u8]) -> Result<Module, CompileError> {
     compile_with(&mut compiler(), bytes)
 }
 
+/// Validates and compiles `bytes` with any tier's compiler (trampolines still come from the
+/// Cranelift tier when the module is instantiated).
 pub fn compile_with(
-    compiler: &mut CraneliftCompiler,
+    compiler: &mut dyn FunctionCompiler,
     bytes: &[u8],
 ) -> Result<Module, CompileError> {
     let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
@@ -729,6 +731,15 @@ unsafe extern "C" fn lc_raise_trap(_vmctx: *mut u8, code: u32) {
     panic!("trap {code} raised through the libcall (not used by the Cranelift tier)");
 }
 
+unsafe extern "C" fn lc_loop_tier_up(vmctx: *mut u8, func: u32, _loop_index: u32) -> *const u8 {
+    // SAFETY: called by compiled code with its VMContext.
+    let s = unsafe { state(vmctx) };
+    s.tier_ups.push(func);
+    s.budgets[func as usize] = s.budget_reset;
+    // No on-stack-replacement entry: the loop goes on in the baseline code.
+    std::ptr::null()
+}
+
 fn libcall_table() -> [usize; Libcall::COUNT] {
     let mut t = [0usize; Libcall::COUNT];
     t[Libcall::MemoryGrow as usize] = lc_memory_grow as *const () as usize;
@@ -745,5 +756,6 @@ fn libcall_table() -> [usize; Libcall::COUNT] {
     t[Libcall::ElemDrop as usize] = lc_elem_drop as *const () as usize;
     t[Libcall::TierUp as usize] = lc_tier_up as *const () as usize;
     t[Libcall::RaiseTrap as usize] = lc_raise_trap as *const () as usize;
+    t[Libcall::LoopTierUp as usize] = lc_loop_tier_up as *const () as usize;
     t
 }

@@ -1,0 +1,199 @@
+//! Tier-up end to end: functions swapped from baseline to optimized code while the host keeps
+//! calling them, and a long loop in a function called once reaching optimized code through
+//! on-stack replacement.
+
+use spate::{Config, Engine, Extern, Func, Linker, Module, Store, TierMode, Val};
+use std::time::{Duration, Instant};
+
+fn wat(src: &str) -> Vec<u8> {
+    let buf = wast::parser::ParseBuffer::new(src).expect("lexing test module");
+    let mut module = wast::parser::parse::<wast::Wat>(&buf).expect("parsing test module");
+    module.encode().expect("encoding test module")
+}
+
+fn tiered_engine(threshold: u32) -> Engine {
+    let mut config = Config::new();
+    config.tier(TierMode::Tiered).tier_up_threshold(threshold);
+    Engine::new(&config).expect("tiered engine")
+}
+
+/// How long a test keeps going while waiting for the background compiler, at most.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The reference for `mix` below.
+fn mix(x: i32) -> i32 {
+    let mut h = x as u32 ^ 0x9e37_79b9;
+    for _ in 0..4 {
+        h = h.wrapping_mul(0x85eb_ca6b).rotate_left(13) ^ (h >> 7);
+    }
+    h as i32
+}
+
+const MIX: &str = r#"(module
+  (type $t (func (param i32) (result i32)))
+  (table 1 funcref)
+  (elem (i32.const 0) $mix)
+  (func $mix (export "mix") (type $t) (local $h i32) (local $n i32)
+    (local.set $h (i32.xor (local.get 0) (i32.const 0x9e3779b9)))
+    (local.set $n (i32.const 4))
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $h (i32.xor
+          (i32.rotl (i32.mul (local.get $h) (i32.const 0x85ebca6b)) (i32.const 13))
+          (i32.shr_u (local.get $h) (i32.const 7))))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $l)))
+    (local.get $h))
+  (func (export "direct") (param i32) (result i32) (call $mix (local.get 0)))
+  (func (export "indirect") (param i32) (result i32)
+    (call_indirect (type $t) (local.get 0) (i32.const 0))))"#;
+
+#[test]
+fn host_calls_stay_right_while_the_callee_is_swapped() {
+    let engine = tiered_engine(50);
+    let module = Module::new(&engine, wat(MIX)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let f = inst.get_typed_func::<i32, i32>(&store, "mix").unwrap();
+    let direct = inst.get_typed_func::<i32, i32>(&store, "direct").unwrap();
+    let indirect = inst.get_typed_func::<i32, i32>(&store, "indirect").unwrap();
+    let mix_index = 0;
+    let start = Instant::now();
+    let mut calls = 0u64;
+    let mut calls_after_swap = 0u64;
+    // Keep calling through the swap and for a good while after it.
+    while calls_after_swap < 20_000 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no tier-up within {PATIENCE:?}: {}",
+            engine.stats()
+        );
+        let x = (calls as i32).wrapping_mul(7919);
+        assert_eq!(f.call(&mut store, x).unwrap(), mix(x), "call {calls}");
+        assert_eq!(
+            direct.call(&mut store, x).unwrap(),
+            mix(x),
+            "direct {calls}"
+        );
+        assert_eq!(
+            indirect.call(&mut store, x).unwrap(),
+            mix(x),
+            "indirect {calls}"
+        );
+        calls += 1;
+        if module.is_tiered_up(mix_index) {
+            calls_after_swap += 1;
+        }
+    }
+    let stats = engine.stats();
+    assert!(stats.tier_ups >= 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(stats.optimized.functions >= 1, "{stats}");
+    assert!(stats.install_latency_max > Duration::ZERO, "{stats}");
+    assert!(
+        calls > calls_after_swap,
+        "the first calls ran baseline code"
+    );
+}
+
+#[test]
+fn every_tier_mode_computes_the_same() {
+    for mode in [TierMode::Baseline, TierMode::Optimized, TierMode::Tiered] {
+        let mut config = Config::new();
+        config.tier(mode).tier_up_threshold(0);
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, wat(MIX)).unwrap();
+        let mut store = Store::new(&engine, ());
+        let inst = Linker::new(&engine)
+            .instantiate(&mut store, &module)
+            .unwrap();
+        let f = inst.get_typed_func::<i32, i32>(&store, "indirect").unwrap();
+        for x in [0, 1, -1, 12345, i32::MIN, i32::MAX] {
+            assert_eq!(f.call(&mut store, x).unwrap(), mix(x), "{mode} mix({x})");
+        }
+        let stats = engine.stats();
+        match mode {
+            TierMode::Baseline => {
+                assert_eq!(stats.optimized.functions, 0);
+                assert_eq!(stats.baseline.functions, 3);
+            }
+            TierMode::Optimized => {
+                assert_eq!(stats.baseline.functions, 0);
+                assert_eq!(stats.optimized.functions, 3);
+                assert!(stats.optimized.code_bytes > 0);
+            }
+            TierMode::Tiered => {
+                assert_eq!(stats.baseline.functions, 3);
+                assert!(engine.wait_for_tier_ups(PATIENCE), "{stats}");
+                let stats = engine.stats();
+                assert!(stats.tier_ups >= 2, "{stats}");
+                // The swapped code computes the same.
+                for x in [7, -7] {
+                    assert_eq!(f.call(&mut store, x).unwrap(), mix(x));
+                }
+            }
+        }
+    }
+}
+
+/// A function called once whose loop runs until the host says stop: the host keeps it going
+/// until the engine reports an OSR entry, so the test does not depend on timing. It returns
+/// two results (through the return area) computed from an i64, an f64 and a v128 local, so
+/// every kind of local crosses from the baseline frame into the OSR entry.
+const LONG_LOOP: &str = r#"(module
+  (import "host" "keep_going" (func $keep_going (param i64) (result i32)))
+  (func (export "run") (param $seed i64) (result i64 f64)
+    (local $i i64) (local $acc i64) (local $f f64) (local $v v128)
+    (local.set $acc (local.get $seed))
+    (local.set $v (v128.const i32x4 1 2 3 4))
+    (loop $l
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (local.set $acc (i64.add (i64.mul (local.get $acc) (i64.const 31)) (local.get $i)))
+      (local.set $f (f64.add (local.get $f) (f64.const 0.5)))
+      (local.set $v (i32x4.add (local.get $v) (v128.const i32x4 1 1 1 1)))
+      (if (i32.wrap_i64 (i64.and (local.get $i) (i64.const 0xffff))) (then (br $l)))
+      (br_if $l (call $keep_going (local.get $i))))
+    (i64.add (local.get $acc) (i64.extend_i32_u (i32x4.extract_lane 3 (local.get $v))))
+    (f64.add (local.get $f) (f64.convert_i64_u (local.get $i)))))"#;
+
+#[test]
+fn a_long_loop_in_a_function_called_once_finishes_in_optimized_code() {
+    let engine = tiered_engine(1000);
+    let module = Module::new(&engine, wat(LONG_LOOP)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let probe = engine.clone();
+    let started = Instant::now();
+    let keep_going = Func::wrap(&mut store, move |i: i64| -> i32 {
+        // Stop a few polls after the loop has moved to the OSR entry (or give up).
+        let entered = probe.stats().osr_entries > 0;
+        let give_up = started.elapsed() > PATIENCE;
+        i32::from(!(entered && i > 0) && !give_up)
+    });
+    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+    let run = inst.get_func(&store, "run").unwrap();
+    let mut results = [Val::I64(0), Val::F64(0)];
+    run.call(&mut store, &[Val::I64(3)], &mut results).unwrap();
+    let stats = engine.stats();
+    assert_eq!(stats.osr_entries, 1, "{stats}");
+    assert_eq!(stats.osr_compiled, 1, "{stats}");
+    assert_eq!(stats.optimized.osr_entries, 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+
+    // Recompute what the loop did for the iteration count it reports.
+    let (Val::I64(acc), Val::F64(f)) = (results[0].clone(), results[1].clone()) else {
+        panic!("unexpected results {results:?}");
+    };
+    let f = f64::from_bits(f);
+    let iterations = (f / 1.5).round() as i64;
+    assert!(iterations > 0 && iterations % 0x10000 == 0, "{iterations}");
+    let mut expect: i64 = 3;
+    for i in 1..=iterations {
+        expect = expect.wrapping_mul(31).wrapping_add(i);
+    }
+    expect = expect.wrapping_add(4 + iterations);
+    assert_eq!(acc, expect);
+    assert_eq!(f, 0.5 * iterations as f64 + iterations as f64);
+}

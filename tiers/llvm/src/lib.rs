@@ -1,0 +1,299 @@
+//! Spate's optimizing tier: WebAssembly function bodies to machine code through LLVM 19.
+//!
+//! Each function body is translated (validating it at the same time when the caller hands over
+//! a validator) into LLVM IR in a module of its own, optimized with LLVM's `default<O3>` (or
+//! `O2`) pipeline, compiled for the host CPU as position-independent code, and turned into one
+//! self-contained blob: the function at offset 0 followed by its read-only data, with every
+//! relocation applied (see [`object`](crate::object)). The code follows the contract of
+//! [`spate_tiers`] exactly like the Cranelift baseline tier, with two differences:
+//!
+//! * it does not list its trap sites: every trap other than an out-of-bounds linear-memory
+//!   access is an explicit check that calls the `RaiseTrap` libcall, and any fault inside the
+//!   code is an access in a memory's guard region, so
+//!   [`CompiledFunction::fault_trap`] is [`TrapCode::MemoryOutOfBounds`];
+//! * it emits no tier-up budget checks (optimized code never tiers up).
+//!
+//! It also compiles on-stack-replacement entries
+//! ([`FunctionCompiler::compile_osr_entry`]). It does not compile trampolines: the engine always
+//! builds them with the baseline tier, so [`FunctionCompiler::host_to_wasm_trampoline`] and
+//! [`FunctionCompiler::wasm_to_host_trampoline`] return an
+//! [`Unsupported`](spate_tiers::CompileErrorKind::Unsupported) error.
+//!
+//! ```no_run
+//! use spate_tier_llvm::{LlvmOptions, LlvmTier};
+//! use spate_tiers::Tier;
+//!
+//! let tier = LlvmTier::new(LlvmOptions::default()).expect("host supported by LLVM");
+//! let mut compiler = tier.new_compiler();
+//! # let _ = &mut compiler;
+//! ```
+
+mod object;
+mod translate;
+
+use std::sync::Once;
+
+use inkwell::OptimizationLevel;
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{
+    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
+};
+use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo, Tier, TrapCode};
+use wasmparser::{FuncType, FuncValidator, FunctionBody, ValidatorResources};
+
+use translate::{EntryKind, FUNCTION_SYMBOL};
+
+/// Settings of the LLVM tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlvmOptions {
+    /// LLVM optimization level: 2 (`default<O2>`) or 3 (`default<O3>`, the default).
+    pub opt_level: u8,
+}
+
+impl Default for LlvmOptions {
+    fn default() -> Self {
+        LlvmOptions { opt_level: 3 }
+    }
+}
+
+/// How many functions a compiler translates in one LLVM context before starting a fresh one
+/// (a context keeps every type and constant ever created in it).
+const FUNCTIONS_PER_CONTEXT: u32 = 500;
+
+/// The LLVM optimizing tier: a factory of per-thread [`LlvmCompiler`]s.
+///
+/// The target (the host CPU and its features, PIC, small code model) is chosen once; every
+/// compiler creates its own LLVM context and target machine on its own thread.
+#[derive(Debug, Clone)]
+pub struct LlvmTier {
+    options: LlvmOptions,
+    triple: String,
+    cpu: String,
+    features: String,
+}
+
+static INIT: Once = Once::new();
+
+impl LlvmTier {
+    /// A tier with the given options, generating code for the host CPU.
+    ///
+    /// Fails with a [`Codegen`](spate_tiers::CompileErrorKind::Codegen) error when the options
+    /// are invalid or LLVM cannot generate code for the host.
+    pub fn new(options: LlvmOptions) -> Result<Self, CompileError> {
+        if !matches!(options.opt_level, 2 | 3) {
+            return Err(CompileError::codegen(format!(
+                "LLVM optimization level {} is not supported (use 2 or 3)",
+                options.opt_level
+            )));
+        }
+        INIT.call_once(|| Target::initialize_x86(&InitializationConfig::default()));
+        let triple = TargetMachine::get_default_triple();
+        let triple_str = triple.as_str().to_string_lossy().into_owned();
+        if !triple_str.starts_with("x86_64") {
+            return Err(CompileError::codegen(format!(
+                "the LLVM tier generates x86-64 code; the host is {triple_str}"
+            )));
+        }
+        let tier = LlvmTier {
+            options,
+            triple: triple_str,
+            cpu: TargetMachine::get_host_cpu_name().to_string(),
+            features: TargetMachine::get_host_cpu_features().to_string(),
+        };
+        // Fail now rather than in every compiler.
+        tier.target_machine()?;
+        Ok(tier)
+    }
+
+    /// The options this tier was created with.
+    pub fn options(&self) -> &LlvmOptions {
+        &self.options
+    }
+
+    fn target_machine(&self) -> Result<TargetMachine, CompileError> {
+        let triple = TargetTriple::create(&self.triple);
+        let target = Target::from_triple(&triple).map_err(|e| {
+            CompileError::codegen(format!("LLVM has no target {}: {e}", self.triple))
+        })?;
+        target
+            .create_target_machine(
+                &triple,
+                &self.cpu,
+                &self.features,
+                match self.options.opt_level {
+                    2 => OptimizationLevel::Default,
+                    _ => OptimizationLevel::Aggressive,
+                },
+                RelocMode::PIC,
+                CodeModel::Small,
+            )
+            .ok_or_else(|| {
+                CompileError::codegen(format!(
+                    "LLVM cannot create a target machine for {} ({})",
+                    self.triple, self.cpu
+                ))
+            })
+    }
+
+    /// A compiler for use on the calling thread, with its concrete type.
+    pub fn compiler(&self) -> Result<LlvmCompiler, CompileError> {
+        Ok(LlvmCompiler {
+            context: Context::create(),
+            machine: self.target_machine()?,
+            opt_level: self.options.opt_level,
+            compiled_in_context: 0,
+        })
+    }
+}
+
+impl Tier for LlvmTier {
+    fn name(&self) -> &'static str {
+        "llvm"
+    }
+
+    fn new_compiler(&self) -> Box<dyn FunctionCompiler> {
+        // `new` created a target machine with the same settings, so this cannot fail.
+        Box::new(
+            self.compiler()
+                .expect("target machine creation succeeded in LlvmTier::new"),
+        )
+    }
+}
+
+/// Compiles functions on one thread, with its own LLVM context and target machine.
+pub struct LlvmCompiler {
+    context: Context,
+    machine: TargetMachine,
+    opt_level: u8,
+    compiled_in_context: u32,
+}
+
+impl std::fmt::Debug for LlvmCompiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlvmCompiler")
+            .field("opt_level", &self.opt_level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlvmCompiler {
+    fn compile(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        validator: Option<&mut FuncValidator<ValidatorResources>>,
+        kind: EntryKind,
+    ) -> Result<CompiledFunction, CompileError> {
+        self.compiled_in_context += 1;
+        if self.compiled_in_context > FUNCTIONS_PER_CONTEXT {
+            self.context = Context::create();
+            self.compiled_in_context = 1;
+        }
+        let llvm_module = translate::translate_function(
+            &self.context,
+            module,
+            func_index,
+            body,
+            validator,
+            kind,
+        )?;
+        let code = self.finish(&llvm_module)?;
+        Ok(CompiledFunction {
+            code,
+            traps: Vec::new(),
+            srclocs: Vec::new(),
+            fault_trap: Some(TrapCode::MemoryOutOfBounds),
+        })
+    }
+
+    /// Verifies (in debug builds), optimizes and compiles `module`, and links the result.
+    fn finish(&self, module: &Module<'_>) -> Result<Vec<u8>, CompileError> {
+        module.set_triple(&self.machine.get_triple());
+        module.set_data_layout(&self.machine.get_target_data().get_data_layout());
+        if cfg!(debug_assertions) {
+            module.verify().map_err(|e| {
+                CompileError::codegen(format!(
+                    "LLVM rejected the translated function: {}\n{}",
+                    e.to_string(),
+                    module.print_to_string().to_string()
+                ))
+            })?;
+        }
+        let passes = if self.opt_level == 2 {
+            "default<O2>"
+        } else {
+            "default<O3>"
+        };
+        module
+            .run_passes(passes, &self.machine, PassBuilderOptions::create())
+            .map_err(|e| CompileError::codegen(format!("LLVM optimization failed: {e}")))?;
+        let buffer = self
+            .machine
+            .write_to_memory_buffer(module, FileType::Object)
+            .map_err(|e| CompileError::codegen(format!("LLVM code generation failed: {e}")))?;
+        object::link(buffer.as_slice(), FUNCTION_SYMBOL)
+    }
+}
+
+impl FunctionCompiler for LlvmCompiler {
+    fn compile_function(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        validator: Option<&mut FuncValidator<ValidatorResources>>,
+    ) -> Result<CompiledFunction, CompileError> {
+        self.compile(module, func_index, body, validator, EntryKind::Function)
+    }
+
+    fn compile_osr_entry(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        loop_index: u32,
+    ) -> Result<CompiledFunction, CompileError> {
+        self.compile(
+            module,
+            func_index,
+            body,
+            None,
+            EntryKind::Osr { loop_index },
+        )
+    }
+
+    fn host_to_wasm_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {
+        Err(CompileError::unsupported(
+            format!(
+                "the LLVM tier compiles no trampolines (for {ty}); the engine builds them with \
+                 the baseline tier"
+            ),
+            0,
+        ))
+    }
+
+    fn wasm_to_host_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {
+        Err(CompileError::unsupported(
+            format!(
+                "the LLVM tier compiles no trampolines (for {ty}); the engine builds them with \
+                 the baseline tier"
+            ),
+            0,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_is_named_llvm() {
+        let tier = LlvmTier::new(LlvmOptions::default()).unwrap();
+        assert_eq!(tier.name(), "llvm");
+        assert!(LlvmTier::new(LlvmOptions { opt_level: 1 }).is_err());
+    }
+}

@@ -1,0 +1,848 @@
+//! Compiles small modules with the LLVM tier and executes the generated code, using the
+//! Cranelift tier's test runtime (its trampolines come from the Cranelift tier, as in the
+//! engine).
+//!
+//! Traps end the process that runs the code (the test runtime cannot unwind), so every trap is
+//! checked in a child process: the test binary runs itself with the case named in an
+//! environment variable, the `RaiseTrap` libcall exits with status `100 + trap code`, and an
+//! out-of-bounds access dies of `SIGSEGV`.
+
+#[path = "../../cranelift/tests/harness/mod.rs"]
+mod harness;
+
+use std::os::unix::process::ExitStatusExt;
+
+use harness::{Instance, Module, wat};
+use spate_tier_llvm::{LlvmCompiler, LlvmOptions, LlvmTier};
+use spate_tiers::abi::ValRaw;
+use spate_tiers::libcall::Libcall;
+use spate_tiers::{CompileErrorKind, FunctionCompiler, TrapCode};
+use wasmparser::{Parser, Payload};
+
+fn compiler() -> LlvmCompiler {
+    LlvmTier::new(LlvmOptions::default())
+        .expect("host supported")
+        .compiler()
+        .expect("compiler")
+}
+
+fn compile(src: &str) -> Module {
+    harness::compile_with(&mut compiler(), &wat(src)).expect("module compiles")
+}
+
+fn instance(src: &str) -> Instance {
+    Instance::new(compile(src), Vec::new())
+}
+
+fn call_i32(inst: &mut Instance, name: &str, args: &[i32]) -> i32 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::i32(a)).collect();
+    inst.call(name, &args)[0].get_i32()
+}
+
+fn call_i64(inst: &mut Instance, name: &str, args: &[i64]) -> i64 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::i64(a)).collect();
+    inst.call(name, &args)[0].get_i64()
+}
+
+fn call_f64(inst: &mut Instance, name: &str, args: &[f64]) -> f64 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f64(a.to_bits())).collect();
+    f64::from_bits(inst.call(name, &args)[0].get_f64())
+}
+
+fn call_f32(inst: &mut Instance, name: &str, args: &[f32]) -> f32 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f32(a.to_bits())).collect();
+    f32::from_bits(inst.call(name, &args)[0].get_f32())
+}
+
+#[test]
+fn integer_arithmetic() {
+    let mut i = instance(
+        r#"(module
+          (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+          (func (export "sub") (param i32 i32) (result i32) (i32.sub (local.get 0) (local.get 1)))
+          (func (export "mul") (param i32 i32) (result i32) (i32.mul (local.get 0) (local.get 1)))
+          (func (export "div_s") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+          (func (export "div_u") (param i32 i32) (result i32) (i32.div_u (local.get 0) (local.get 1)))
+          (func (export "rem_s") (param i32 i32) (result i32) (i32.rem_s (local.get 0) (local.get 1)))
+          (func (export "rem_u") (param i32 i32) (result i32) (i32.rem_u (local.get 0) (local.get 1)))
+          (func (export "rem_s_m1") (param i32) (result i32) (i32.rem_s (local.get 0) (i32.const -1)))
+          (func (export "div_s_3") (param i32) (result i32) (i32.div_s (local.get 0) (i32.const -3)))
+          (func (export "shl") (param i32 i32) (result i32) (i32.shl (local.get 0) (local.get 1)))
+          (func (export "shr_s") (param i32 i32) (result i32) (i32.shr_s (local.get 0) (local.get 1)))
+          (func (export "shr_u") (param i32 i32) (result i32) (i32.shr_u (local.get 0) (local.get 1)))
+          (func (export "rotl") (param i32 i32) (result i32) (i32.rotl (local.get 0) (local.get 1)))
+          (func (export "rotr") (param i32 i32) (result i32) (i32.rotr (local.get 0) (local.get 1)))
+          (func (export "clz") (param i32) (result i32) (i32.clz (local.get 0)))
+          (func (export "ctz") (param i32) (result i32) (i32.ctz (local.get 0)))
+          (func (export "popcnt") (param i32) (result i32) (i32.popcnt (local.get 0)))
+          (func (export "eqz") (param i32) (result i32) (i32.eqz (local.get 0)))
+          (func (export "lt_s") (param i32 i32) (result i32) (i32.lt_s (local.get 0) (local.get 1)))
+          (func (export "lt_u") (param i32 i32) (result i32) (i32.lt_u (local.get 0) (local.get 1)))
+          (func (export "ext8") (param i32) (result i32) (i32.extend8_s (local.get 0)))
+          (func (export "ext16") (param i32) (result i32) (i32.extend16_s (local.get 0)))
+          (func (export "i64_mul") (param i64 i64) (result i64) (i64.mul (local.get 0) (local.get 1)))
+          (func (export "i64_div_s") (param i64 i64) (result i64) (i64.div_s (local.get 0) (local.get 1)))
+          (func (export "i64_rem_s") (param i64 i64) (result i64) (i64.rem_s (local.get 0) (local.get 1)))
+          (func (export "i64_rotr") (param i64 i64) (result i64) (i64.rotr (local.get 0) (local.get 1)))
+          (func (export "i64_shl") (param i64 i64) (result i64) (i64.shl (local.get 0) (local.get 1)))
+          (func (export "i64_ext32") (param i64) (result i64) (i64.extend32_s (local.get 0)))
+          (func (export "i64_clz") (param i64) (result i64) (i64.clz (local.get 0)))
+          (func (export "i64_ctz") (param i64) (result i64) (i64.ctz (local.get 0)))
+          (func (export "wrap") (param i64) (result i32) (i32.wrap_i64 (local.get 0)))
+          (func (export "extend_u") (param i32) (result i64) (i64.extend_i32_u (local.get 0)))
+          (func (export "extend_s") (param i32) (result i64) (i64.extend_i32_s (local.get 0)))
+          (func (export "i64_ge_u") (param i64 i64) (result i32) (i64.ge_u (local.get 0) (local.get 1)))
+        )"#,
+    );
+    assert_eq!(call_i32(&mut i, "add", &[i32::MAX, 1]), i32::MIN);
+    assert_eq!(call_i32(&mut i, "sub", &[3, 5]), -2);
+    assert_eq!(call_i32(&mut i, "mul", &[-7, 6]), -42);
+    assert_eq!(call_i32(&mut i, "div_s", &[-7, 2]), -3);
+    assert_eq!(call_i32(&mut i, "div_u", &[-7, 2]), 0x7fff_fffc);
+    assert_eq!(call_i32(&mut i, "rem_s", &[-7, 2]), -1);
+    assert_eq!(call_i32(&mut i, "rem_s", &[i32::MIN, -1]), 0);
+    assert_eq!(call_i32(&mut i, "rem_s_m1", &[i32::MIN]), 0);
+    assert_eq!(call_i32(&mut i, "rem_u", &[-7, 2]), 1);
+    assert_eq!(call_i32(&mut i, "div_s_3", &[10]), -3);
+    assert_eq!(call_i32(&mut i, "shl", &[1, 33]), 2);
+    assert_eq!(call_i32(&mut i, "shr_s", &[-8, 1]), -4);
+    assert_eq!(call_i32(&mut i, "shr_s", &[-8, 65]), -4);
+    assert_eq!(call_i32(&mut i, "shr_u", &[-8, 1]), 0x7fff_fffc);
+    assert_eq!(call_i32(&mut i, "rotl", &[0x8000_0001u32 as i32, 1]), 3);
+    assert_eq!(call_i32(&mut i, "rotl", &[0x8000_0001u32 as i32, 33]), 3);
+    assert_eq!(call_i32(&mut i, "rotr", &[3, 1]), 0x8000_0001u32 as i32);
+    assert_eq!(call_i32(&mut i, "clz", &[1]), 31);
+    assert_eq!(call_i32(&mut i, "clz", &[0]), 32);
+    assert_eq!(call_i32(&mut i, "ctz", &[8]), 3);
+    assert_eq!(call_i32(&mut i, "ctz", &[0]), 32);
+    assert_eq!(call_i32(&mut i, "popcnt", &[-1]), 32);
+    assert_eq!(call_i32(&mut i, "eqz", &[0]), 1);
+    assert_eq!(call_i32(&mut i, "eqz", &[5]), 0);
+    assert_eq!(call_i32(&mut i, "lt_s", &[-1, 0]), 1);
+    assert_eq!(call_i32(&mut i, "lt_u", &[-1, 0]), 0);
+    assert_eq!(call_i32(&mut i, "ext8", &[0x80]), -128);
+    assert_eq!(call_i32(&mut i, "ext16", &[0x7fff]), 0x7fff);
+    assert_eq!(call_i64(&mut i, "i64_mul", &[1 << 40, 3]), 3 << 40);
+    assert_eq!(call_i64(&mut i, "i64_div_s", &[-100, 7]), -14);
+    assert_eq!(call_i64(&mut i, "i64_rem_s", &[i64::MIN, -1]), 0);
+    assert_eq!(call_i64(&mut i, "i64_rotr", &[1, 1]), i64::MIN);
+    assert_eq!(call_i64(&mut i, "i64_shl", &[1, 65]), 2);
+    assert_eq!(call_i64(&mut i, "i64_ext32", &[0xffff_ffff]), -1);
+    assert_eq!(call_i64(&mut i, "i64_clz", &[1]), 63);
+    assert_eq!(call_i64(&mut i, "i64_ctz", &[0]), 64);
+    assert_eq!(
+        i.call("wrap", &[ValRaw::i64(0x1_0000_0005)])[0].get_i32(),
+        5
+    );
+    assert_eq!(
+        i.call("extend_u", &[ValRaw::i32(-1)])[0].get_i64(),
+        0xffff_ffff
+    );
+    assert_eq!(i.call("extend_s", &[ValRaw::i32(-1)])[0].get_i64(), -1);
+    assert_eq!(
+        i.call("i64_ge_u", &[ValRaw::i64(-1), ValRaw::i64(1)])[0].get_i32(),
+        1
+    );
+}
+
+#[test]
+fn float_arithmetic_and_conversions() {
+    let mut i = instance(
+        r#"(module
+          (func (export "min") (param f64 f64) (result f64) (f64.min (local.get 0) (local.get 1)))
+          (func (export "max") (param f32 f32) (result f32) (f32.max (local.get 0) (local.get 1)))
+          (func (export "nearest") (param f64) (result f64) (f64.nearest (local.get 0)))
+          (func (export "copysign") (param f64 f64) (result f64) (f64.copysign (local.get 0) (local.get 1)))
+          (func (export "neg") (param f32) (result f32) (f32.neg (local.get 0)))
+          (func (export "mul_one") (param f32) (result f32) (f32.mul (local.get 0) (f32.const 1)))
+          (func (export "abs") (param f64) (result f64) (f64.abs (local.get 0)))
+          (func (export "sqrt") (param f64) (result f64) (f64.sqrt (local.get 0)))
+          (func (export "div") (param f64 f64) (result f64) (f64.div (local.get 0) (local.get 1)))
+          (func (export "lt") (param f64 f64) (result i32) (f64.lt (local.get 0) (local.get 1)))
+          (func (export "ne") (param f64 f64) (result i32) (f64.ne (local.get 0) (local.get 1)))
+          (func (export "trunc_s") (param f64) (result i32) (i32.trunc_f64_s (local.get 0)))
+          (func (export "trunc_u") (param f32) (result i32) (i32.trunc_f32_u (local.get 0)))
+          (func (export "i64_trunc_u") (param f64) (result i64) (i64.trunc_f64_u (local.get 0)))
+          (func (export "sat_s") (param f64) (result i32) (i32.trunc_sat_f64_s (local.get 0)))
+          (func (export "sat_u") (param f32) (result i64) (i64.trunc_sat_f32_u (local.get 0)))
+          (func (export "conv_u") (param i64) (result f32) (f32.convert_i64_u (local.get 0)))
+          (func (export "conv_s") (param i32) (result f64) (f64.convert_i32_s (local.get 0)))
+          (func (export "demote") (param f64) (result f32) (f32.demote_f64 (local.get 0)))
+          (func (export "reinterpret") (param f32) (result i32) (i32.reinterpret_f32 (local.get 0)))
+          (func (export "nan_const") (result i32) (i32.reinterpret_f32 (f32.const nan:0x200001)))
+        )"#,
+    );
+    assert_eq!(
+        call_f64(&mut i, "min", &[-0.0, 0.0]).to_bits(),
+        (-0.0f64).to_bits()
+    );
+    assert!(call_f64(&mut i, "min", &[f64::NAN, 1.0]).is_nan());
+    assert_eq!(
+        call_f32(&mut i, "max", &[-0.0, 0.0]).to_bits(),
+        0.0f32.to_bits()
+    );
+    assert_eq!(call_f32(&mut i, "max", &[1.5, -3.0]), 1.5);
+    // A signalling NaN operand gives a quiet NaN.
+    let snan = ValRaw::f32(0x7fa0_0000);
+    let r = i.call("max", &[snan, ValRaw::f32(1f32.to_bits())])[0].get_f32();
+    assert_eq!(r & 0x7fc0_0000, 0x7fc0_0000, "{r:#x}");
+    let r = i.call("max", &[ValRaw::f32(1f32.to_bits()), snan])[0].get_f32();
+    assert_eq!(r & 0x7fc0_0000, 0x7fc0_0000, "{r:#x}");
+    let r = i.call("mul_one", &[snan])[0].get_f32();
+    assert_eq!(r & 0x7fc0_0000, 0x7fc0_0000, "{r:#x}");
+    assert_eq!(call_f64(&mut i, "nearest", &[2.5]), 2.0);
+    assert_eq!(call_f64(&mut i, "nearest", &[3.5]), 4.0);
+    assert_eq!(
+        call_f64(&mut i, "nearest", &[-0.5]).to_bits(),
+        (-0.0f64).to_bits()
+    );
+    assert_eq!(call_f64(&mut i, "copysign", &[3.0, -0.0]), -3.0);
+    assert_eq!(
+        call_f32(&mut i, "neg", &[0.0]).to_bits(),
+        (-0.0f32).to_bits()
+    );
+    assert_eq!(call_f64(&mut i, "abs", &[-2.0]), 2.0);
+    assert_eq!(call_f64(&mut i, "sqrt", &[16.0]), 4.0);
+    assert_eq!(call_f64(&mut i, "div", &[1.0, 0.0]), f64::INFINITY);
+    assert_eq!(
+        i.call(
+            "lt",
+            &[ValRaw::f64(f64::NAN.to_bits()), ValRaw::f64(1f64.to_bits())]
+        )[0]
+        .get_i32(),
+        0
+    );
+    assert_eq!(
+        i.call(
+            "ne",
+            &[ValRaw::f64(f64::NAN.to_bits()), ValRaw::f64(1f64.to_bits())]
+        )[0]
+        .get_i32(),
+        1
+    );
+    let trunc_s =
+        |i: &mut Instance, x: f64| i.call("trunc_s", &[ValRaw::f64(x.to_bits())])[0].get_i32();
+    assert_eq!(trunc_s(&mut i, -3.9), -3);
+    assert_eq!(trunc_s(&mut i, -2147483648.9), i32::MIN);
+    assert_eq!(trunc_s(&mut i, 2147483647.9), i32::MAX);
+    assert_eq!(
+        i.call("trunc_u", &[ValRaw::f32((-0.9f32).to_bits())])[0].get_i32(),
+        0
+    );
+    assert_eq!(
+        i.call("trunc_u", &[ValRaw::f32(4294967040f32.to_bits())])[0].get_i32(),
+        -256
+    );
+    assert_eq!(
+        i.call(
+            "i64_trunc_u",
+            &[ValRaw::f64((18446744073709549568.0f64).to_bits())]
+        )[0]
+        .get_i64(),
+        -2048
+    );
+    let sat_s =
+        |i: &mut Instance, x: f64| i.call("sat_s", &[ValRaw::f64(x.to_bits())])[0].get_i32();
+    assert_eq!(sat_s(&mut i, f64::NAN), 0);
+    assert_eq!(sat_s(&mut i, 1e20), i32::MAX);
+    assert_eq!(sat_s(&mut i, -1e20), i32::MIN);
+    assert_eq!(
+        i.call("sat_u", &[ValRaw::f32((-5f32).to_bits())])[0].get_i64(),
+        0
+    );
+    assert_eq!(
+        i.call("sat_u", &[ValRaw::f32(f32::INFINITY.to_bits())])[0].get_i64(),
+        -1
+    );
+    assert_eq!(
+        f32::from_bits(i.call("conv_u", &[ValRaw::i64(-1)])[0].get_f32()),
+        18446744073709551616.0
+    );
+    assert_eq!(
+        f64::from_bits(i.call("conv_s", &[ValRaw::i32(-7)])[0].get_f64()),
+        -7.0
+    );
+    assert_eq!(
+        f32::from_bits(i.call("demote", &[ValRaw::f64(0.1f64.to_bits())])[0].get_f32()),
+        0.1f32
+    );
+    assert_eq!(
+        i.call("reinterpret", &[ValRaw::f32(1f32.to_bits())])[0].get_i32(),
+        0x3f80_0000
+    );
+    assert_eq!(i.call("nan_const", &[])[0].get_i32(), 0x7fa0_0001);
+}
+
+#[test]
+fn control_flow() {
+    let mut i = instance(
+        r#"(module
+          (func (export "fac") (param i64) (result i64) (local i64)
+            (local.set 1 (i64.const 1))
+            (block $done
+              (loop $l
+                (br_if $done (i64.eqz (local.get 0)))
+                (local.set 1 (i64.mul (local.get 1) (local.get 0)))
+                (local.set 0 (i64.sub (local.get 0) (i64.const 1)))
+                (br $l)))
+            (local.get 1))
+          (func (export "select") (param i32 i32 i32) (result i32)
+            (select (local.get 0) (local.get 1) (local.get 2)))
+          (func (export "if") (param i32) (result i32)
+            (if (result i32) (local.get 0) (then (i32.const 10)) (else (i32.const 20))))
+          (func (export "br_table") (param i32) (result i32)
+            (block $c (result i32)
+              (block $b (result i32)
+                (block $a (result i32)
+                  (i32.const 100)
+                  (local.get 0)
+                  (br_table $a $b $c))
+                (i32.add (i32.const 1)) (return))
+              (i32.add (i32.const 2)) (return))
+            (i32.add (i32.const 3)))
+          (func (export "br_table_ret") (param i32) (result i32)
+            (i32.const 7) (local.get 0) (br_table 0 0))
+          (func (export "multi") (param i32) (result i32 i32 i64)
+            (local.get 0) (i32.const 1) (i64.const -1))
+          (func (export "block_params") (param i32) (result i32)
+            (local.get 0)
+            (block (param i32) (result i32) (i32.const 5) (i32.add))
+            (loop (param i32) (result i32) (i32.const 2) (i32.mul)))
+          (func (export "if_no_else") (param i32) (result i32)
+            (i32.const 3)
+            (if (param i32) (result i32) (local.get 0) (then (i32.const 4) (i32.add))))
+          (func (export "dead") (result i32)
+            (return (i32.const 9)) (i32.const 1) (drop) (unreachable))
+        )"#,
+    );
+    assert_eq!(call_i64(&mut i, "fac", &[20]), 2432902008176640000);
+    assert_eq!(call_i32(&mut i, "select", &[1, 2, 0]), 2);
+    assert_eq!(call_i32(&mut i, "select", &[1, 2, 7]), 1);
+    assert_eq!(call_i32(&mut i, "if", &[1]), 10);
+    assert_eq!(call_i32(&mut i, "if", &[0]), 20);
+    assert_eq!(call_i32(&mut i, "br_table", &[0]), 101);
+    assert_eq!(call_i32(&mut i, "br_table", &[1]), 102);
+    assert_eq!(call_i32(&mut i, "br_table", &[2]), 103);
+    assert_eq!(call_i32(&mut i, "br_table", &[99]), 103);
+    assert_eq!(call_i32(&mut i, "br_table_ret", &[5]), 7);
+    let r = i.call("multi", &[ValRaw::i32(42)]);
+    assert_eq!(
+        (r[0].get_i32(), r[1].get_i32(), r[2].get_i64()),
+        (42, 1, -1)
+    );
+    assert_eq!(call_i32(&mut i, "block_params", &[1]), 12);
+    assert_eq!(call_i32(&mut i, "if_no_else", &[0]), 3);
+    assert_eq!(call_i32(&mut i, "if_no_else", &[1]), 7);
+    assert_eq!(call_i32(&mut i, "dead", &[]), 9);
+}
+
+#[test]
+fn memory_access() {
+    let mut i = instance(
+        r#"(module
+          (memory 1 3)
+          (data (i32.const 16) "\01\02\03\04\05\06\07\08\ff")
+          (func (export "load") (param i32) (result i32) (i32.load offset=1 (local.get 0)))
+          (func (export "load8_s") (param i32) (result i32) (i32.load8_s (local.get 0)))
+          (func (export "load16_u") (param i32) (result i32) (i32.load16_u (local.get 0)))
+          (func (export "i64_load32_s") (param i32) (result i64) (i64.load32_s (local.get 0)))
+          (func (export "store") (param i32 i64) (i64.store offset=4 (local.get 0) (local.get 1)))
+          (func (export "store8") (param i32 i32) (i32.store8 (local.get 0) (local.get 1)))
+          (func (export "f64_roundtrip") (param f64) (result f64)
+            (f64.store (i32.const 100) (local.get 0)) (f64.load (i32.const 100)))
+          (func (export "size") (result i32) (memory.size))
+          (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+          (func (export "fill") (param i32 i32 i32) (memory.fill (local.get 0) (local.get 1) (local.get 2)))
+          (func (export "copy") (param i32 i32 i32) (memory.copy (local.get 0) (local.get 1) (local.get 2)))
+          (func (export "grown_store") (param i32 i32) (i32.store (local.get 0) (local.get 1)))
+        )"#,
+    );
+    assert_eq!(call_i32(&mut i, "load", &[15]), 0x0403_0201);
+    assert_eq!(call_i32(&mut i, "load8_s", &[24]), -1);
+    assert_eq!(call_i32(&mut i, "load16_u", &[23]), 0xff08);
+    assert_eq!(
+        i.call("i64_load32_s", &[ValRaw::i32(21)])[0].get_i64(),
+        0xffff_ffff_ff08_0706u64 as i64
+    );
+    i.call(
+        "store",
+        &[ValRaw::i32(200), ValRaw::i64(0x1122_3344_5566_7788)],
+    );
+    assert_eq!(
+        &i.memory()[204..212],
+        &0x1122_3344_5566_7788u64.to_le_bytes()
+    );
+    i.call("store8", &[ValRaw::i32(300), ValRaw::i32(0x1ff)]);
+    assert_eq!(i.memory()[300], 0xff);
+    assert_eq!(call_f64(&mut i, "f64_roundtrip", &[1.25]), 1.25);
+    assert_eq!(call_i32(&mut i, "size", &[]), 1);
+    assert_eq!(call_i32(&mut i, "grow", &[1]), 1);
+    assert_eq!(call_i32(&mut i, "size", &[]), 2);
+    assert_eq!(call_i32(&mut i, "grow", &[5]), -1);
+    i.call(
+        "grown_store",
+        &[ValRaw::i32(0x1_0000 + 8), ValRaw::i32(0x55)],
+    );
+    assert_eq!(i.memory()[0x1_0008], 0x55);
+    i.call(
+        "fill",
+        &[ValRaw::i32(400), ValRaw::i32(0xab), ValRaw::i32(4)],
+    );
+    assert_eq!(&i.memory()[400..405], &[0xab, 0xab, 0xab, 0xab, 0]);
+    i.call("copy", &[ValRaw::i32(500), ValRaw::i32(16), ValRaw::i32(3)]);
+    assert_eq!(&i.memory()[500..503], &[1, 2, 3]);
+}
+
+#[test]
+fn globals_tables_and_references() {
+    let mut i = instance(
+        r#"(module
+          (global $g (mut i64) (i64.const 5))
+          (global $c f32 (f32.const 2.5))
+          (table $t 4 funcref)
+          (elem (table $t) (i32.const 1) func $f)
+          (func $f (result i32) (i32.const 77))
+          (func (export "bump") (result i64)
+            (global.set $g (i64.add (global.get $g) (i64.const 1))) (global.get $g))
+          (func (export "const") (result f32) (global.get $c))
+          (func (export "size") (result i32) (table.size $t))
+          (func (export "is_null") (param i32) (result i32) (ref.is_null (table.get $t (local.get 0))))
+          (func (export "set_and_call") (result i32)
+            (table.set $t (i32.const 3) (ref.func $f))
+            (call_indirect (result i32) (i32.const 3)))
+          (func (export "grow") (result i32) (table.grow $t (ref.null func) (i32.const 2)))
+          (func (export "null_is_null") (result i32) (ref.is_null (ref.null extern)))
+        )"#,
+    );
+    assert_eq!(call_i64(&mut i, "bump", &[]), 6);
+    assert_eq!(call_i64(&mut i, "bump", &[]), 7);
+    assert_eq!(i.global(0).get_i64(), 7);
+    assert_eq!(call_f32(&mut i, "const", &[]), 2.5);
+    assert_eq!(call_i32(&mut i, "size", &[]), 4);
+    assert_eq!(call_i32(&mut i, "is_null", &[0]), 1);
+    assert_eq!(call_i32(&mut i, "is_null", &[1]), 0);
+    assert_eq!(call_i32(&mut i, "set_and_call", &[]), 77);
+    assert_eq!(call_i32(&mut i, "grow", &[]), 4);
+    assert_eq!(call_i32(&mut i, "size", &[]), 6);
+    assert_eq!(call_i32(&mut i, "null_is_null", &[]), 1);
+}
+
+#[test]
+fn calls() {
+    let mut i = instance(
+        r#"(module
+          (type $bin (func (param i32 i32) (result i32)))
+          (table 3 funcref)
+          (elem (i32.const 0) $add $sub)
+          (func $add (type $bin) (i32.add (local.get 0) (local.get 1)))
+          (func $sub (type $bin) (i32.sub (local.get 0) (local.get 1)))
+          (func $swap (param i32 i64) (result i64 i32) (local.get 1) (local.get 0))
+          (func $fib (param i32) (result i32)
+            (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
+              (then (local.get 0))
+              (else (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1)))
+                             (call $fib (i32.sub (local.get 0) (i32.const 2)))))))
+          (func (export "fib") (param i32) (result i32) (call $fib (local.get 0)))
+          (func (export "indirect") (param i32 i32 i32) (result i32)
+            (call_indirect (type $bin) (local.get 0) (local.get 1) (local.get 2)))
+          (func (export "swap") (result i32)
+            (call $swap (i32.const 3) (i64.const 40))
+            (drop)
+            (i32.wrap_i64))
+          (func (export "vec") (param v128) (result v128) (local v128)
+            (local.set 1 (local.get 0))
+            (call $id (local.get 1)))
+          (func $id (param v128) (result v128) (local.get 0))
+        )"#,
+    );
+    assert_eq!(call_i32(&mut i, "fib", &[20]), 6765);
+    assert_eq!(call_i32(&mut i, "indirect", &[7, 5, 0]), 12);
+    assert_eq!(call_i32(&mut i, "indirect", &[7, 5, 1]), 2);
+    assert_eq!(call_i32(&mut i, "swap", &[]), 40);
+    let v = 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10u128;
+    assert_eq!(i.call("vec", &[ValRaw::u128(v)])[0].get_u128(), v);
+}
+
+#[test]
+fn host_imports() {
+    let module = compile(
+        r#"(module
+          (import "host" "double" (func $double (param i32) (result i32)))
+          (func (export "quad") (param i32) (result i32) (call $double (call $double (local.get 0))))
+        )"#,
+    );
+    let imports: Vec<harness::HostFn> = vec![Box::new(|v: &mut [ValRaw]| {
+        v[0] = ValRaw::i32(v[0].get_i32() * 2);
+    })];
+    let mut i = Instance::new(module, imports);
+    assert_eq!(call_i32(&mut i, "quad", &[5]), 20);
+}
+
+#[test]
+fn validation_errors_are_invalid_with_offset() {
+    let bytes = wat(r#"(module (func (result i32) (i64.const 1)))"#);
+    let Err(err) = harness::compile_with(&mut compiler(), &bytes) else {
+        panic!("an invalid body compiled");
+    };
+    assert_eq!(err.kind, CompileErrorKind::Invalid);
+    assert!(err.offset.is_some());
+}
+
+#[test]
+fn code_is_self_contained() {
+    // Float constants, jump tables, saturating conversions: nothing may need relocation or
+    // call outside the blob (compile errors otherwise).
+    let m = compile(
+        r#"(module
+          (func (export "f") (param i32 f64) (result f64)
+            (block (block (block (block (block
+              (br_table 0 1 2 3 4 (local.get 0)))
+              (return (f64.const 1.5))) (return (f64.const 2.75)))
+              (return (f64.mul (local.get 1) (f64.const 3.3))))
+              (return (f64.nearest (local.get 1))))
+            (f64.convert_i64_u (i64.trunc_sat_f64_u (local.get 1)))))"#,
+    );
+    assert!(!m.functions[0].code.is_empty());
+    assert_eq!(m.functions[0].fault_trap, Some(TrapCode::MemoryOutOfBounds));
+    assert!(m.functions[0].traps.is_empty());
+    let mut i = Instance::new(m, Vec::new());
+    let f = |i: &mut Instance, a: i32, b: f64| {
+        f64::from_bits(i.call("f", &[ValRaw::i32(a), ValRaw::f64(b.to_bits())])[0].get_f64())
+    };
+    assert_eq!(f(&mut i, 0, 0.0), 1.5);
+    assert_eq!(f(&mut i, 1, 0.0), 2.75);
+    assert_eq!(f(&mut i, 2, 2.0), 6.6);
+    assert_eq!(f(&mut i, 3, 2.5), 2.0);
+    assert_eq!(f(&mut i, 4, 7.9), 7.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traps, each in a child process.
+
+const CASE_VAR: &str = "SPATE_LLVM_TRAP_CASE";
+
+const TRAP_MODULE: &str = r#"(module
+  (type $v (func))
+  (type $i (func (result i32)))
+  (memory 1)
+  (table 2 funcref)
+  (elem (i32.const 0) $nop)
+  (func $nop)
+  (func (export "div_s") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+  (func (export "div_u") (param i32 i32) (result i32) (i32.div_u (local.get 0) (local.get 1)))
+  (func (export "rem_s") (param i32 i32) (result i32) (i32.rem_s (local.get 0) (local.get 1)))
+  (func (export "i64_div_s") (param i64 i64) (result i64) (i64.div_s (local.get 0) (local.get 1)))
+  (func (export "trunc_s") (param f64) (result i32) (i32.trunc_f64_s (local.get 0)))
+  (func (export "trunc_u32") (param f32) (result i32) (i32.trunc_f32_u (local.get 0)))
+  (func (export "trunc_i64") (param f64) (result i64) (i64.trunc_f64_s (local.get 0)))
+  (func (export "unreachable") (unreachable))
+  (func (export "call_null") (call_indirect (type $v) (i32.const 1)))
+  (func (export "call_oob") (call_indirect (type $v) (i32.const 2)))
+  (func (export "call_sig") (result i32) (call_indirect (type $i) (i32.const 0)))
+  (func $rec (export "recurse") (param i32) (result i32)
+    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func $runaway (export "runaway") (call $runaway))
+  (func (export "load") (param i32) (result i32) (i32.load (local.get 0)))
+  (func (export "store") (param i32) (i64.store offset=4 (local.get 0) (i64.const 1)))
+  (func (export "dropped_load") (param i32) (drop (i32.load (local.get 0))))
+  (func (export "dropped_load_expr") (param i32)
+    (drop (i32.add (i64.eqz (i64.load8_u offset=7 (local.get 0))) (i32.const 1))))
+)"#;
+
+/// Runs trap case `case` of `TRAP_MODULE` (in the child process).
+fn run_trap_case(case: &str) {
+    let mut i = Instance::new(compile(TRAP_MODULE), Vec::new());
+    // Route `RaiseTrap` to a function that exits with the trap code.
+    let mut table = Box::new([0usize; Libcall::COUNT]);
+    // SAFETY: the harness's libcall table has `Libcall::COUNT` entries.
+    unsafe { std::ptr::copy_nonoverlapping(i.vmctx.libcalls, table.as_mut_ptr(), Libcall::COUNT) };
+    table[Libcall::RaiseTrap as usize] = exit_with_trap as *const () as usize;
+    i.vmctx.libcalls = table.as_ptr();
+    let (name, args): (&str, Vec<ValRaw>) = match case {
+        "div_zero" => ("div_s", vec![ValRaw::i32(1), ValRaw::i32(0)]),
+        "div_u_zero" => ("div_u", vec![ValRaw::i32(1), ValRaw::i32(0)]),
+        "rem_zero" => ("rem_s", vec![ValRaw::i32(1), ValRaw::i32(0)]),
+        "div_overflow" => ("div_s", vec![ValRaw::i32(i32::MIN), ValRaw::i32(-1)]),
+        "i64_div_overflow" => ("i64_div_s", vec![ValRaw::i64(i64::MIN), ValRaw::i64(-1)]),
+        "trunc_nan" => ("trunc_s", vec![ValRaw::f64(f64::NAN.to_bits())]),
+        "trunc_big" => ("trunc_s", vec![ValRaw::f64(2147483648.0f64.to_bits())]),
+        "trunc_small" => ("trunc_s", vec![ValRaw::f64((-2147483649.0f64).to_bits())]),
+        "trunc_u_neg" => ("trunc_u32", vec![ValRaw::f32((-1.0f32).to_bits())]),
+        "trunc_u_big" => ("trunc_u32", vec![ValRaw::f32(4294967296.0f32.to_bits())]),
+        "trunc_i64_big" => (
+            "trunc_i64",
+            vec![ValRaw::f64(9223372036854775808.0f64.to_bits())],
+        ),
+        "unreachable" => ("unreachable", vec![]),
+        "call_null" => ("call_null", vec![]),
+        "call_oob" => ("call_oob", vec![]),
+        "call_sig" => ("call_sig", vec![]),
+        "stack" => {
+            let here = 0u8;
+            let sp = &here as *const u8 as usize;
+            i.set_stack_limit(sp - 256 * 1024);
+            ("recurse", vec![ValRaw::i32(0)])
+        }
+        "runaway" => {
+            let here = 0u8;
+            let sp = &here as *const u8 as usize;
+            i.set_stack_limit(sp - 256 * 1024);
+            ("runaway", vec![])
+        }
+        "load_oob" => ("load", vec![ValRaw::i32(65533)]),
+        "load_far" => ("load", vec![ValRaw::i32(-1)]),
+        "store_oob" => ("store", vec![ValRaw::i32(65530)]),
+        "dropped_load" => ("dropped_load", vec![ValRaw::i32(65536)]),
+        "dropped_load_expr" => ("dropped_load_expr", vec![ValRaw::i32(65530)]),
+        "in_bounds" => ("load", vec![ValRaw::i32(65532)]),
+        other => panic!("unknown trap case {other}"),
+    };
+    i.call(name, &args);
+    // No trap.
+    std::process::exit(0);
+}
+
+extern "C" fn exit_with_trap(_vmctx: *mut u8, code: u32) {
+    // SAFETY: `_exit` ends the process without running anything else.
+    unsafe { libc::_exit(100 + code as i32) };
+}
+
+/// The child side: runs the case named in the environment, if any.
+#[test]
+fn trap_child() {
+    if let Ok(case) = std::env::var(CASE_VAR) {
+        run_trap_case(&case);
+    }
+}
+
+/// How a trap case ended in its child process.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Returned,
+    Trap(TrapCode),
+    Fault,
+    Other(String),
+}
+
+fn run_case(case: &str) -> Outcome {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "trap_child", "--nocapture", "--test-threads=1"])
+        .env(CASE_VAR, case)
+        .output()
+        .expect("run the test binary");
+    let status = out.status;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Outcome::Returned,
+        (Some(c), _) if c > 100 => match TrapCode::from_u8((c - 100) as u8) {
+            Some(t) => Outcome::Trap(t),
+            None => Outcome::Other(format!("exit {c}")),
+        },
+        (_, Some(s)) if s == libc::SIGSEGV || s == libc::SIGBUS => Outcome::Fault,
+        _ => Outcome::Other(format!(
+            "{status:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+#[test]
+fn every_trap_is_raised() {
+    use TrapCode as T;
+    let cases = [
+        ("div_zero", Outcome::Trap(T::IntegerDivisionByZero)),
+        ("div_u_zero", Outcome::Trap(T::IntegerDivisionByZero)),
+        ("rem_zero", Outcome::Trap(T::IntegerDivisionByZero)),
+        ("div_overflow", Outcome::Trap(T::IntegerOverflow)),
+        ("i64_div_overflow", Outcome::Trap(T::IntegerOverflow)),
+        ("trunc_nan", Outcome::Trap(T::BadConversionToInteger)),
+        ("trunc_big", Outcome::Trap(T::IntegerOverflow)),
+        ("trunc_small", Outcome::Trap(T::IntegerOverflow)),
+        ("trunc_u_neg", Outcome::Trap(T::IntegerOverflow)),
+        ("trunc_u_big", Outcome::Trap(T::IntegerOverflow)),
+        ("trunc_i64_big", Outcome::Trap(T::IntegerOverflow)),
+        ("unreachable", Outcome::Trap(T::UnreachableCodeReached)),
+        ("call_null", Outcome::Trap(T::IndirectCallToNull)),
+        ("call_oob", Outcome::Trap(T::IndirectCallOutOfBounds)),
+        ("call_sig", Outcome::Trap(T::BadSignature)),
+        ("stack", Outcome::Trap(T::StackOverflow)),
+        // A call in tail position must not become a jump: unbounded recursion exhausts the
+        // stack instead of looping forever.
+        ("runaway", Outcome::Trap(T::StackOverflow)),
+        ("load_oob", Outcome::Fault),
+        ("load_far", Outcome::Fault),
+        ("store_oob", Outcome::Fault),
+        ("dropped_load", Outcome::Fault),
+        ("dropped_load_expr", Outcome::Fault),
+        ("in_bounds", Outcome::Returned),
+    ];
+    let mut failures = Vec::new();
+    for (case, expected) in cases {
+        let got = run_case(case);
+        if got != expected {
+            failures.push(format!("{case}: expected {expected:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// On-stack replacement.
+
+/// The body of function `func_index` of `bytes`.
+fn with_body<R>(
+    bytes: &[u8],
+    func_index: u32,
+    imported: u32,
+    f: impl FnOnce(&wasmparser::FunctionBody<'_>) -> R,
+) -> R {
+    let mut n = imported;
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::CodeSectionEntry(body) = payload.unwrap() {
+            if n == func_index {
+                return f(&body);
+            }
+            n += 1;
+        }
+    }
+    panic!("no function {func_index}");
+}
+
+/// Compiles the OSR entry of exported function `name` for loop `loop_index` and calls it with
+/// `locals`; returns its `i64` result.
+fn call_osr_i64(inst: &mut Instance, name: &str, loop_index: u32, locals: &[ValRaw]) -> i64 {
+    let index = inst.module.exports[name];
+    let info = inst.module.info.clone();
+    let compiled = with_body(
+        &inst.module.bytes.clone(),
+        index,
+        info.num_imported_functions,
+        |body| compiler().compile_osr_entry(&info, index, body, loop_index),
+    )
+    .expect("OSR entry compiles");
+    let code = harness::Code::new(&compiled.code);
+    type Osr = unsafe extern "C" fn(*mut u8, *mut u8, *const ValRaw) -> i64;
+    // SAFETY: the entry was compiled for the OSR signature of a function returning one i64.
+    let f: Osr = unsafe { std::mem::transmute(code.ptr()) };
+    let vmctx: *mut u8 = (&mut *inst.vmctx as *mut spate_tiers::vmctx::VMContext).cast();
+    // SAFETY: the instance's context is live; `locals` has a slot for every local.
+    unsafe { f(vmctx, vmctx, locals.as_ptr()) }
+}
+
+const OSR_MODULE: &str = r#"(module
+  (memory 1)
+  ;; sum of i * j over a nest of loops, with a block and an if around the inner loop
+  (func (export "nest") (param $n i64) (result i64) (local $i i64) (local $j i64) (local $acc i64)
+    (local.set $i (i64.const 0))
+    (block $out
+      (loop $outer
+        (br_if $out (i64.ge_u (local.get $i) (local.get $n)))
+        (local.set $j (i64.const 0))
+        (if (i64.ne (local.get $i) (i64.const 3))
+          (then
+            (block $inner_done
+              (loop $inner
+                (br_if $inner_done (i64.ge_u (local.get $j) (local.get $i)))
+                (local.set $acc (i64.add (local.get $acc) (i64.mul (local.get $i) (local.get $j))))
+                (local.set $j (i64.add (local.get $j) (i64.const 1)))
+                (br $inner)))
+            (local.set $acc (i64.add (local.get $acc) (i64.const 1000))))
+          (else (local.set $acc (i64.sub (local.get $acc) (i64.const 7)))))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br $outer)))
+    (local.get $acc))
+  (func (export "not_eligible") (param i64) (result i64)
+    (i64.const 1)
+    (loop (param i64) (result i64) (i64.const 1) (i64.add)))
+)"#;
+
+/// The reference result of `nest` continued from the inner loop header with the given state.
+fn nest_from_inner(n: i64, mut i: i64, mut j: i64, mut acc: i64) -> i64 {
+    loop {
+        while j < i {
+            acc += i * j;
+            j += 1;
+        }
+        acc += 1000;
+        i += 1;
+        loop {
+            if i >= n {
+                return acc;
+            }
+            j = 0;
+            if i != 3 {
+                break;
+            }
+            acc -= 7;
+            i += 1;
+        }
+    }
+}
+
+#[test]
+fn osr_entries_continue_the_function() {
+    let mut inst = instance(OSR_MODULE);
+    let full = call_i64(&mut inst, "nest", &[10]);
+    // Entering the outer loop (loop 0) at its header with the initial state is the same as
+    // calling the function.
+    let locals0 = [
+        ValRaw::i64(10),
+        ValRaw::i64(0),
+        ValRaw::i64(0),
+        ValRaw::i64(0),
+    ];
+    assert_eq!(call_osr_i64(&mut inst, "nest", 0, &locals0), full);
+    // Mid-way through the outer loop.
+    let locals = [
+        ValRaw::i64(10),
+        ValRaw::i64(5),
+        ValRaw::i64(0),
+        ValRaw::i64(12345),
+    ];
+    let expected = {
+        let (n, mut i, mut acc) = (10i64, 5i64, 12345i64);
+        while i < n {
+            if i != 3 {
+                acc += (0..i).map(|j| i * j).sum::<i64>() + 1000;
+            } else {
+                acc -= 7;
+            }
+            i += 1;
+        }
+        acc
+    };
+    assert_eq!(call_osr_i64(&mut inst, "nest", 0, &locals), expected);
+    // Inside the inner loop (loop 1): i = 6, j = 2, acc = 100.
+    let locals1 = [
+        ValRaw::i64(10),
+        ValRaw::i64(6),
+        ValRaw::i64(2),
+        ValRaw::i64(100),
+    ];
+    assert_eq!(
+        call_osr_i64(&mut inst, "nest", 1, &locals1),
+        nest_from_inner(10, 6, 2, 100)
+    );
+    // Loop 1 with the state the function has when it first gets there: same as a full run.
+    let start = [
+        ValRaw::i64(10),
+        ValRaw::i64(0),
+        ValRaw::i64(0),
+        ValRaw::i64(0),
+    ];
+    assert_eq!(call_osr_i64(&mut inst, "nest", 1, &start), full);
+
+    // Ineligible and missing loops are unsupported.
+    let info = inst.module.info.clone();
+    let bytes = inst.module.bytes.clone();
+    let idx = inst.module.exports["not_eligible"];
+    let err = with_body(&bytes, idx, 0, |b| {
+        compiler().compile_osr_entry(&info, idx, b, 0)
+    })
+    .unwrap_err();
+    assert_eq!(err.kind, CompileErrorKind::Unsupported, "{err}");
+    let err = with_body(&bytes, idx, 0, |b| {
+        compiler().compile_osr_entry(&info, idx, b, 5)
+    })
+    .unwrap_err();
+    assert_eq!(err.kind, CompileErrorKind::Unsupported, "{err}");
+}
