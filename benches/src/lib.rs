@@ -1,4 +1,4 @@
-//! Spate benchmark support: the statistics the benchmark binaries report.
+//! Spate benchmark support: the statistics, checksums and tables the benchmark binaries report.
 //!
 //! The benchmarks themselves are binaries under `src/bin/` (see `docs/BENCHMARKS.md`); they are
 //! never run by `cargo test`. This library holds the small pieces they share, with unit tests.
@@ -41,6 +41,150 @@ pub fn mb_per_s(bytes: usize, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
 }
 
+/// `time` in milliseconds.
+pub fn ms(time: Duration) -> f64 {
+    time.as_secs_f64() * 1e3
+}
+
+/// The ratio of two durations, `num / den`.
+pub fn ratio(num: Duration, den: Duration) -> f64 {
+    num.as_secs_f64() / den.as_secs_f64()
+}
+
+/// The geometric mean of `values` (which must be positive); `None` for none.
+pub fn geomean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty())
+        .then(|| (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp())
+}
+
+/// Relative tolerance for floating-point checksums of the steady-state kernels. Native code is
+/// built without fast-math and without FMA contraction, and wasm floating point is IEEE 754, so
+/// the results are expected to be bit-identical; the tolerance only absorbs a last-bit
+/// difference, and anything larger is a bug.
+pub const FLOAT_REL_TOLERANCE: f64 = 1e-12;
+
+/// A kernel's result: integer kernels must match exactly, floating-point ones within
+/// [`FLOAT_REL_TOLERANCE`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Checksum {
+    /// An exact integer checksum.
+    Int(i64),
+    /// A floating-point checksum.
+    Float(f64),
+}
+
+impl Checksum {
+    /// Whether `self` (from wasm) agrees with `native`: integers exactly, floats within
+    /// [`FLOAT_REL_TOLERANCE`] of the larger magnitude. Different kinds never agree.
+    pub fn agrees_with(self, native: Checksum) -> bool {
+        match (self, native) {
+            (Checksum::Int(a), Checksum::Int(b)) => a == b,
+            (Checksum::Float(a), Checksum::Float(b)) => {
+                a.to_bits() == b.to_bits()
+                    || (a - b).abs() <= FLOAT_REL_TOLERANCE * a.abs().max(b.abs())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the two are the same bits (for floats: not just within the tolerance).
+    pub fn identical(self, other: Checksum) -> bool {
+        match (self, other) {
+            (Checksum::Int(a), Checksum::Int(b)) => a == b,
+            (Checksum::Float(a), Checksum::Float(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Checksum::Int(v) => write!(f, "{v}"),
+            Checksum::Float(v) => write!(f, "{v:.17e}"),
+        }
+    }
+}
+
+/// A table of text cells printed either aligned for a terminal or as Markdown.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    left: usize,
+}
+
+impl Table {
+    /// A table with these column titles; the first `left` columns are left-aligned, the rest
+    /// right-aligned (numbers).
+    pub fn new(header: &[&str], left: usize) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            left,
+        }
+    }
+
+    /// Appends a row; missing cells print empty, extra ones are dropped.
+    pub fn row(&mut self, cells: Vec<String>) {
+        let mut cells = cells;
+        cells.resize(self.header.len(), String::new());
+        self.rows.push(cells);
+    }
+
+    /// The table as text: Markdown (`| a | b |` with a separator line) or, otherwise, the same
+    /// aligned columns without the pipes.
+    pub fn render(&self, markdown: bool) -> String {
+        let n = self.header.len();
+        let width: Vec<usize> = (0..n)
+            .map(|i| {
+                std::iter::once(&self.header)
+                    .chain(&self.rows)
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let parts: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i < self.left {
+                        format!("{c:<w$}", w = width[i])
+                    } else {
+                        format!("{c:>w$}", w = width[i])
+                    }
+                })
+                .collect();
+            if markdown {
+                format!("| {} |", parts.join(" | "))
+            } else {
+                parts.join("  ").trim_end().to_string()
+            }
+        };
+        let mut out = line(&self.header) + "\n";
+        if markdown {
+            let sep: Vec<String> = (0..n)
+                .map(|i| {
+                    let dashes = "-".repeat(width[i].max(3));
+                    if i < self.left {
+                        format!("{dashes}--")
+                    } else {
+                        format!("{}:", &format!("{dashes}--")[1..])
+                    }
+                })
+                .collect();
+            out += &format!("|{}|\n", sep.join("|"));
+        }
+        for r in &self.rows {
+            out += &line(r);
+            out.push('\n');
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +205,37 @@ mod tests {
     #[test]
     fn throughput_in_decimal_megabytes() {
         assert_eq!(mb_per_s(5_000_000, Duration::from_millis(500)), 10.0);
+    }
+
+    #[test]
+    fn ratios_and_geometric_mean() {
+        assert!((ratio(ms(300), ms(200)) - 1.5).abs() < 1e-12);
+        assert!((super::ms(Duration::from_micros(2500)) - 2.5).abs() < 1e-12);
+        assert!((geomean(&[1.0, 4.0]).unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(geomean(&[]), None);
+    }
+
+    #[test]
+    fn checksums_agree_exactly_or_within_tolerance() {
+        assert!(Checksum::Int(7).agrees_with(Checksum::Int(7)));
+        assert!(!Checksum::Int(7).agrees_with(Checksum::Int(8)));
+        assert!(Checksum::Float(1.0).agrees_with(Checksum::Float(1.0 + 1e-15)));
+        assert!(!Checksum::Float(1.0).agrees_with(Checksum::Float(1.0 + 1e-9)));
+        assert!(!Checksum::Float(1.0).identical(Checksum::Float(1.0 + 1e-15)));
+        assert!(Checksum::Float(0.0).agrees_with(Checksum::Float(-0.0)));
+        assert!(!Checksum::Float(f64::NAN).agrees_with(Checksum::Float(1.0)));
+        assert!(!Checksum::Int(1).agrees_with(Checksum::Float(1.0)));
+    }
+
+    #[test]
+    fn tables_render_as_text_and_markdown() {
+        let mut t = Table::new(&["kernel", "ms"], 1);
+        t.row(vec!["cg".into(), "12.5".into()]);
+        t.row(vec!["mandel".into()]);
+        assert_eq!(t.render(false), "kernel    ms\ncg      12.5\nmandel\n");
+        assert_eq!(
+            t.render(true),
+            "| kernel |   ms |\n|--------|-----:|\n| cg     | 12.5 |\n| mandel |      |\n"
+        );
     }
 }

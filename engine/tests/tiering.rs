@@ -168,9 +168,9 @@ fn a_long_loop_in_a_function_called_once_finishes_in_optimized_code() {
     let started = Instant::now();
     let keep_going = Func::wrap(&mut store, move |i: i64| -> i32 {
         // Stop a few polls after the loop has moved to the OSR entry (or give up).
-        let entered = probe.stats().osr_entries > 0;
+        let entered = probe.stats().osr_entries > 0 && i > 0;
         let give_up = started.elapsed() > PATIENCE;
-        i32::from(!(entered && i > 0) && !give_up)
+        i32::from(!entered && !give_up)
     });
     let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
     let run = inst.get_func(&store, "run").unwrap();

@@ -88,7 +88,9 @@ pub struct TrapSite {
 /// Machine code for one function or trampoline, as a tier returns it.
 ///
 /// The code is position independent: it contains no absolute addresses and needs no
-/// relocation; everything outside the function is reached through the `VMContext`.
+/// relocation; everything outside the function is reached through the `VMContext`. The runtime
+/// places it at a 64-byte-aligned address, so constant pools inside it may assume alignments up
+/// to 64 bytes relative to its start.
 #[derive(Debug, Clone, Default)]
 pub struct CompiledFunction {
     /// The machine code.

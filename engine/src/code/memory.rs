@@ -9,7 +9,7 @@ use spate_tiers::{CompiledFunction, TrapCode};
 use std::sync::Arc;
 
 /// Alignment of each function in code memory.
-const FUNCTION_ALIGN: usize = 16;
+const FUNCTION_ALIGN: usize = 64;
 
 /// Trap and source-location tables of one function placed in code memory.
 #[derive(Debug)]

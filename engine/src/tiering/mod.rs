@@ -226,6 +226,32 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
     let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
     let stats = &engine.stats;
 
+    // An OSR entry first: a loop is running baseline code right now, and the function's own
+    // entry only matters at its next call.
+    if let Some(loop_index) = req.loop_index {
+        let started = Instant::now();
+        let r =
+            guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, loop_index));
+        let elapsed = started.elapsed();
+        let state = match r.and_then(|f| install(tiering, func_index, f)) {
+            Ok((ptr, bytes)) => {
+                stats.optimized.record_osr(bytes, elapsed);
+                stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
+                stats.record_install_latency(req.requested.elapsed());
+                OsrState::Ready(ptr)
+            }
+            Err(e) => {
+                stats.record_failure(func_index, &e);
+                OsrState::Failed
+            }
+        };
+        tiering
+            .osr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((req.def_index, loop_index), state);
+    }
+
     // The function itself, unless another request already compiled it (or is compiling it).
     let claimed = [BASELINE, QUEUED].into_iter().any(|from| {
         tiering.state[def]
@@ -249,30 +275,6 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
                 stats.record_failure(func_index, &e);
             }
         }
-    }
-
-    if let Some(loop_index) = req.loop_index {
-        let started = Instant::now();
-        let r =
-            guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, loop_index));
-        let elapsed = started.elapsed();
-        let state = match r.and_then(|f| install(tiering, func_index, f)) {
-            Ok((ptr, bytes)) => {
-                stats.optimized.record_osr(bytes, elapsed);
-                stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
-                stats.record_install_latency(req.requested.elapsed());
-                OsrState::Ready(ptr)
-            }
-            Err(e) => {
-                stats.record_failure(func_index, &e);
-                OsrState::Failed
-            }
-        };
-        tiering
-            .osr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((req.def_index, loop_index), state);
     }
 }
 
@@ -316,10 +318,9 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
     if tiering.state[def_index as usize]
         .compare_exchange(BASELINE, QUEUED, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
+        && let Some(m) = engine.tier_manager()
     {
-        if let Some(m) = engine.tier_manager() {
-            m.send(module, def_index, None);
-        }
+        m.send(module, def_index, None);
     }
 }
 
