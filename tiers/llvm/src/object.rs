@@ -16,9 +16,9 @@ use object::read::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
 use object::{RelocationFlags, SectionIndex, SectionKind};
 use spate_tiers::CompileError;
 
-/// Largest section alignment the blob can honour: the runtime places code at 16-byte aligned
-/// addresses.
-const MAX_ALIGN: u64 = 16;
+/// Largest section alignment the blob can honour: the runtime places code at 64-byte aligned
+/// addresses (enough for the 32- and 64-byte constant pools of AVX2/AVX-512 code).
+const MAX_ALIGN: u64 = 64;
 
 /// Lays out the object file `obj` as one blob that starts with the function `symbol`.
 pub(crate) fn link(obj: &[u8], symbol: &str) -> Result<Vec<u8>, CompileError> {

@@ -489,6 +489,34 @@ fn validation_errors_are_invalid_with_offset() {
 }
 
 #[test]
+fn memset_and_memcpy_loops_stay_loops() {
+    // Loop idioms must not become calls of `memset`/`memcpy` (undefined symbols).
+    let mut i = instance(
+        r#"(module (memory 1)
+          (func (export "zero") (param $p i32) (param $n i32)
+            (block $done (loop $l
+              (br_if $done (i32.eqz (local.get $n)))
+              (i32.store8 (local.get $p) (i32.const 0))
+              (local.set $p (i32.add (local.get $p) (i32.const 1)))
+              (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+              (br $l))))
+          (func (export "copy") (param $d i32) (param $s i32) (param $n i32)
+            (block $done (loop $l
+              (br_if $done (i32.eqz (local.get $n)))
+              (i32.store8 (local.get $d) (i32.load8_u (local.get $s)))
+              (local.set $d (i32.add (local.get $d) (i32.const 1)))
+              (local.set $s (i32.add (local.get $s) (i32.const 1)))
+              (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+              (br $l))))
+          (data (i32.const 0) "abcdefgh"))"#,
+    );
+    i.call("copy", &[ValRaw::i32(100), ValRaw::i32(0), ValRaw::i32(8)]);
+    assert_eq!(&i.memory()[100..108], b"abcdefgh");
+    i.call("zero", &[ValRaw::i32(101), ValRaw::i32(6)]);
+    assert_eq!(&i.memory()[100..108], b"a\0\0\0\0\0\0h");
+}
+
+#[test]
 fn code_is_self_contained() {
     // Float constants, jump tables, saturating conversions: nothing may need relocation or
     // call outside the blob (compile errors otherwise).
@@ -545,6 +573,8 @@ const TRAP_MODULE: &str = r#"(module
   (func (export "load") (param i32) (result i32) (i32.load (local.get 0)))
   (func (export "store") (param i32) (i64.store offset=4 (local.get 0) (i64.const 1)))
   (func (export "dropped_load") (param i32) (drop (i32.load (local.get 0))))
+  (func (export "dropped_if_load") (param i32)
+    (drop (if (result i32) (local.get 0) (then (i32.load (local.get 0))) (else (i32.const 0)))))
   (func (export "dropped_load_expr") (param i32)
     (drop (i32.add (i64.eqz (i64.load8_u offset=7 (local.get 0))) (i32.const 1))))
 )"#;
@@ -593,6 +623,7 @@ fn run_trap_case(case: &str) {
         "load_far" => ("load", vec![ValRaw::i32(-1)]),
         "store_oob" => ("store", vec![ValRaw::i32(65530)]),
         "dropped_load" => ("dropped_load", vec![ValRaw::i32(65536)]),
+        "dropped_if_load" => ("dropped_if_load", vec![ValRaw::i32(65536)]),
         "dropped_load_expr" => ("dropped_load_expr", vec![ValRaw::i32(65530)]),
         "in_bounds" => ("load", vec![ValRaw::i32(65532)]),
         other => panic!("unknown trap case {other}"),
@@ -673,6 +704,7 @@ fn every_trap_is_raised() {
         ("store_oob", Outcome::Fault),
         ("dropped_load", Outcome::Fault),
         ("dropped_load_expr", Outcome::Fault),
+        ("dropped_if_load", Outcome::Fault),
         ("in_bounds", Outcome::Returned),
     ];
     let mut failures = Vec::new();
@@ -750,6 +782,20 @@ const OSR_MODULE: &str = r#"(module
         (local.set $i (i64.add (local.get $i) (i64.const 1)))
         (br $outer)))
     (local.get $acc))
+  ;; the loop in an else arm, leaving through a block with a result; two results
+  (func (export "pair") (param $n i32) (result i32 i64) (local $i i32) (local $s i64)
+    (block $b (result i32)
+      (if (i32.eqz (local.get $n))
+        (then (return (i32.const -1) (i64.const -1)))
+        (else
+          (loop $l
+            (local.set $s (i64.add (local.get $s) (i64.extend_i32_u (local.get $i))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (drop (br_if $b (i32.mul (local.get $i) (i32.const 10))
+                            (i32.ge_u (local.get $i) (local.get $n))))
+            (br $l))))
+      (unreachable))
+    (local.get $s))
   (func (export "not_eligible") (param i64) (result i64)
     (i64.const 1)
     (loop (param i64) (result i64) (i64.const 1) (i64.add)))
@@ -830,6 +876,37 @@ fn osr_entries_continue_the_function() {
         ValRaw::i64(0),
     ];
     assert_eq!(call_osr_i64(&mut inst, "nest", 1, &start), full);
+
+    // Two results through the return area.
+    let index = inst.module.exports["pair"];
+    let info = inst.module.info.clone();
+    let compiled = with_body(&inst.module.bytes.clone(), index, 0, |body| {
+        compiler().compile_osr_entry(&info, index, body, 0)
+    })
+    .expect("OSR entry compiles");
+    let code = harness::Code::new(&compiled.code);
+    type Osr2 = unsafe extern "C" fn(*mut u8, *mut u8, *const ValRaw, *mut ValRaw);
+    // SAFETY: the entry was compiled for the OSR signature of a function with two results.
+    let f: Osr2 = unsafe { std::mem::transmute(code.ptr()) };
+    let vmctx: *mut u8 = (&mut *inst.vmctx as *mut spate_tiers::vmctx::VMContext).cast();
+    let locals = [ValRaw::i32(10), ValRaw::i32(4), ValRaw::i64(6)];
+    let mut results = [ValRaw::default(); 2];
+    // SAFETY: live context, a slot per local, a return area of two slots.
+    unsafe { f(vmctx, vmctx, locals.as_ptr(), results.as_mut_ptr()) };
+    let (mut i, mut s) = (4i64, 6i64);
+    loop {
+        s += i;
+        i += 1;
+        if i >= 10 {
+            break;
+        }
+    }
+    assert_eq!(
+        (results[0].get_i32(), results[1].get_i64()),
+        (i as i32 * 10, s)
+    );
+    let full = inst.call("pair", &[ValRaw::i32(10)]);
+    assert_eq!((full[0].get_i32(), full[1].get_i64()), (100, 45));
 
     // Ineligible and missing loops are unsupported.
     let info = inst.module.info.clone();

@@ -569,8 +569,14 @@ impl<'a> FuncTranslator<'a> {
         offset: usize,
     ) -> Result<(), CompileError> {
         match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+            Operator::Block { .. } | Operator::If { .. } => {
                 self.unreachable_depth += 1;
+            }
+            Operator::Loop { .. } => {
+                self.unreachable_depth += 1;
+                // Loops are numbered by their position in the body (the OSR contract), dead or
+                // not, so both tiers agree on every loop's index.
+                self.loop_count += 1;
             }
             Operator::Else if self.unreachable_depth == 0 => self.translate_else(offset)?,
             Operator::End => {

@@ -226,13 +226,6 @@ fn set_function_attributes(ctx: &Context, func: FunctionValue<'_>) {
     func.add_attribute(AttributeLoc::Function, string("frame-pointer", "all"));
     // Never turn loops into calls of `memset`/`memcpy`: the code must be self-contained.
     func.add_attribute(AttributeLoc::Function, string("no-builtins", ""));
-    // 128-bit vectors at most, so constant pools need no more than the 16-byte alignment the
-    // runtime gives code.
-    func.add_attribute(AttributeLoc::Function, string("prefer-vector-width", "128"));
-    func.add_attribute(
-        AttributeLoc::Function,
-        string("min-legal-vector-width", "128"),
-    );
     func.add_attribute(AttributeLoc::Function, enum_attribute(ctx, "nounwind"));
     // No sibling calls: every wasm call takes stack, so unbounded recursion exhausts the stack
     // (and traps) instead of looping forever.
@@ -899,7 +892,8 @@ pub(crate) fn set_alignment<'ctx>(v: impl BasicValue<'ctx> + Copy, align: u32) {
 
 /// Makes the linear-memory loads that computed a dropped value volatile, so that LLVM keeps
 /// them (and their out-of-bounds trap) although their value is unused. Looks `depth`
-/// instructions deep; loads from allocas (locals, return areas) are left alone.
+/// instructions deep, through phis (block results) too; loads from allocas (locals, return
+/// areas) are left alone.
 fn keep_dropped_loads(v: BasicValueEnum<'_>, depth: u32) {
     let Some(inst) = v.as_instruction_value() else {
         return;
@@ -915,7 +909,7 @@ fn keep_dropped_loads(v: BasicValueEnum<'_>, depth: u32) {
         }
         return;
     }
-    if depth == 0 || inst.get_opcode() == InstructionOpcode::Phi {
+    if depth == 0 {
         return;
     }
     for i in 0..inst.get_num_operands() {
