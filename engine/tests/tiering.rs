@@ -161,8 +161,23 @@ const LONG_LOOP: &str = r#"(module
 
 #[test]
 fn a_long_loop_in_a_function_called_once_finishes_in_optimized_code() {
+    osr_run(LONG_LOOP);
+}
+
+#[test]
+fn osr_finds_the_right_loop_after_dead_loops() {
+    // Two loops in unreachable code come first: both tiers must still number the hot loop 2.
+    let src = LONG_LOOP.replace(
+        "(local.set $acc (local.get $seed))",
+        "(block (br 0) (loop (br 0)) (loop (nop))) (local.set $acc (local.get $seed))",
+    );
+    assert_ne!(src, LONG_LOOP);
+    osr_run(&src);
+}
+
+fn osr_run(src: &str) {
     let engine = tiered_engine(1000);
-    let module = Module::new(&engine, wat(LONG_LOOP)).unwrap();
+    let module = Module::new(&engine, wat(src)).unwrap();
     let mut store = Store::new(&engine, ());
     let probe = engine.clone();
     let started = Instant::now();

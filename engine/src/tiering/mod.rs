@@ -197,18 +197,35 @@ fn next_request(rx: &Receiver<Request>, pending: &Mutex<Vec<Request>>) -> Option
 /// Index of the request with the most heat (OSR requests first: a loop is running now), oldest
 /// among equals. Requests whose module is gone count as hottest, so they are dropped quickly.
 fn hottest(p: &[Request]) -> Option<usize> {
-    p.iter()
+    pick(p.iter().map(|r| {
+        let heat = match r.module.upgrade() {
+            Some(m) => m
+                .tiering
+                .as_ref()
+                .map_or(0, |t| t.heat[r.def_index as usize].load(Ordering::Relaxed)),
+            None => u32::MAX,
+        };
+        Priority {
+            osr: r.loop_index.is_some(),
+            heat,
+            seq: r.seq,
+        }
+    }))
+}
+
+/// What orders pending requests.
+#[derive(Debug, Clone, Copy)]
+struct Priority {
+    osr: bool,
+    heat: u32,
+    seq: u64,
+}
+
+/// Index of the highest priority: OSR before plain tier-up, then more heat, then older.
+fn pick(priorities: impl Iterator<Item = Priority>) -> Option<usize> {
+    priorities
         .enumerate()
-        .max_by_key(|(_, r)| {
-            let heat = match r.module.upgrade() {
-                Some(m) => m
-                    .tiering
-                    .as_ref()
-                    .map_or(0, |t| t.heat[r.def_index as usize].load(Ordering::Relaxed)),
-                None => u32::MAX,
-            };
-            (r.loop_index.is_some(), heat, std::cmp::Reverse(r.seq))
-        })
+        .max_by_key(|(_, p)| (p.osr, p.heat, std::cmp::Reverse(p.seq)))
         .map(|(i, _)| i)
 }
 
@@ -532,5 +549,27 @@ impl std::fmt::Display for Stats {
             write!(f, "\nlast tier-up failure: {e}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(osr: bool, heat: u32, seq: u64) -> Priority {
+        Priority { osr, heat, seq }
+    }
+
+    #[test]
+    fn the_hottest_request_goes_first() {
+        assert_eq!(pick(std::iter::empty()), None);
+        // More heat wins; among equals the oldest.
+        assert_eq!(
+            pick([p(false, 3, 0), p(false, 9, 1), p(false, 9, 2)].into_iter()),
+            Some(1)
+        );
+        // A running loop waiting for its OSR entry beats any function-entry request.
+        assert_eq!(pick([p(false, 100, 0), p(true, 1, 5)].into_iter()), Some(1));
+        assert_eq!(pick([p(true, 1, 0), p(true, 2, 5)].into_iter()), Some(1));
     }
 }
