@@ -294,33 +294,40 @@ unsafe extern "C" fn elem_drop(vmctx: *mut VMContext, seg: u32) {
     inst.elements[seg as usize] = std::sync::Arc::from([]);
 }
 
-unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
-    // SAFETY: called by compiled code with its own context.
+/// Common part of the tier-up libcalls: the budget goes back to the threshold and the request
+/// is counted. Returns the engine and the module of the calling code.
+///
+/// # Safety
+/// As for [`parts`].
+unsafe fn budget_ran_out<'a>(
+    vmctx: *mut VMContext,
+    def_index: u32,
+) -> (
+    &'a crate::Engine,
+    &'a std::sync::Arc<crate::module::ModuleInner>,
+) {
+    // SAFETY: per this function's contract.
     let (inst, store) = unsafe { parts(vmctx) };
     let engine = &store.engine;
-    let threshold = engine.0.config.tier_up_budget();
     let module = &inst.module.0;
-    module.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
+    module.budgets[def_index as usize].store(engine.0.config.tier_up_budget(), Ordering::Relaxed);
     engine
         .0
         .stats
         .tier_up_requests
         .fetch_add(1, Ordering::Relaxed);
+    (engine, module)
+}
+
+unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
+    // SAFETY: called by compiled code with its own context.
+    let (engine, module) = unsafe { budget_ran_out(vmctx, def_index) };
     crate::tiering::request(engine, module, def_index);
 }
 
 unsafe extern "C" fn loop_tier_up(vmctx: *mut VMContext, def_index: u32, loop_index: u32) -> usize {
     // SAFETY: called by compiled code with its own context.
-    let (inst, store) = unsafe { parts(vmctx) };
-    let engine = &store.engine;
-    let threshold = engine.0.config.tier_up_budget();
-    let module = &inst.module.0;
-    module.budgets[def_index as usize].store(threshold, Ordering::Relaxed);
-    engine
-        .0
-        .stats
-        .tier_up_requests
-        .fetch_add(1, Ordering::Relaxed);
+    let (engine, module) = unsafe { budget_ran_out(vmctx, def_index) };
     crate::tiering::osr_entry(engine, module, def_index, loop_index) as usize
 }
 
