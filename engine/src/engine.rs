@@ -185,7 +185,7 @@ pub(crate) struct EngineInner {
     /// The optimizing tier (absent in baseline mode).
     pub optimizing: Option<Arc<dyn Tier>>,
     pool: OnceLock<Sender<CompileJob>>,
-    tier_manager: OnceLock<TierManager>,
+    pub tier_manager: OnceLock<TierManager>,
     types: Mutex<TypeRegistry>,
     trampolines: Mutex<HashMap<u32, Arc<Trampolines>>>,
     pub stats: StatsCounters,

@@ -29,7 +29,7 @@ use crate::module::ModuleInner;
 use crossbeam_channel::{Receiver, Sender};
 use spate_tiers::{CompileError, FunctionCompiler, Tier};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use wasmparser::{BinaryReader, FunctionBody};
@@ -68,6 +68,10 @@ pub(crate) struct ModuleTiering {
     state: Box<[AtomicU8]>,
     heat: Box<[AtomicU32]>,
     osr: Mutex<HashMap<(u32, u32), OsrState>>,
+    /// Whether an OSR entry of the function is being compiled: one at a time per function, since
+    /// a function that runs one loop nest after another would otherwise queue an entry for each
+    /// loop it passes while the first compiles, and only one of them is ever taken.
+    osr_busy: Box<[AtomicBool]>,
     /// Optimized code, kept alive with the module.
     code: Mutex<Vec<CodeMemory>>,
 }
@@ -81,6 +85,7 @@ impl ModuleTiering {
             state: (0..n).map(|_| AtomicU8::new(BASELINE)).collect(),
             heat: (0..n).map(|_| AtomicU32::new(0)).collect(),
             osr: Mutex::new(HashMap::new()),
+            osr_busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
             code: Mutex::new(Vec::new()),
         }
     }
@@ -267,6 +272,15 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((req.def_index, loop_index), state);
+        tiering.osr_busy[def].store(false, Ordering::Release);
+        // The function's own code matters only at its next call: queue it behind whatever is
+        // hotter instead of compiling it now.
+        if tiering.state[def].load(Ordering::Acquire) == QUEUED
+            && let Some(m) = engine.tier_manager.get()
+        {
+            m.send(&module, req.def_index, None);
+        }
+        return;
     }
 
     // The function itself, unless another request already compiled it (or is compiling it).
@@ -361,6 +375,11 @@ pub(crate) fn osr_entry(
         }
         Some(OsrState::Pending | OsrState::Failed) => std::ptr::null(),
         None => {
+            if tiering.osr_busy[def_index as usize].swap(true, Ordering::AcqRel) {
+                // Another loop of this function is waiting for its entry; this one may ask
+                // again at its next check once that one is done.
+                return std::ptr::null();
+            }
             osr.insert((def_index, loop_index), OsrState::Pending);
             drop(osr);
             // The OSR job compiles the function too, unless it is already done or under way.

@@ -13,6 +13,11 @@
 //!   [`CompiledFunction::fault_trap`] is [`TrapCode::MemoryOutOfBounds`];
 //! * it emits no tier-up budget checks (optimized code never tiers up).
 //!
+//! With the environment variable `SPATE_LLVM_DUMP` set to a directory, every compile writes
+//! `f<index>[-osr<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline) and `.s` (the
+//! machine code) there, e.g. to time the pipeline with `opt-19 -passes='default<O3>'
+//! -time-passes` or to compare hot loops with native code.
+//!
 //! It also compiles on-stack-replacement entries
 //! ([`FunctionCompiler::compile_osr_entry`]). It does not compile trampolines: the engine always
 //! builds them with the baseline tier, so [`FunctionCompiler::host_to_wasm_trampoline`] and
@@ -200,7 +205,11 @@ impl LlvmCompiler {
             validator,
             kind,
         )?;
-        let code = self.finish(&llvm_module)?;
+        let name = match kind {
+            EntryKind::Function => format!("f{func_index}"),
+            EntryKind::Osr { loop_index } => format!("f{func_index}-osr{loop_index}"),
+        };
+        let code = self.finish(&llvm_module, &name)?;
         Ok(CompiledFunction {
             code,
             traps: Vec::new(),
@@ -210,7 +219,7 @@ impl LlvmCompiler {
     }
 
     /// Verifies (in debug builds), optimizes and compiles `module`, and links the result.
-    fn finish(&self, module: &Module<'_>) -> Result<Vec<u8>, CompileError> {
+    fn finish(&self, module: &Module<'_>, name: &str) -> Result<Vec<u8>, CompileError> {
         module.set_triple(&self.machine.get_triple());
         module.set_data_layout(&self.machine.get_target_data().get_data_layout());
         if cfg!(debug_assertions) {
@@ -222,6 +231,12 @@ impl LlvmCompiler {
                 ))
             })?;
         }
+        let dump = std::env::var_os("SPATE_LLVM_DUMP").map(std::path::PathBuf::from);
+        if let Some(dir) = &dump {
+            // Best effort: a debugging aid, never a compile failure.
+            let _ = std::fs::create_dir_all(dir);
+            let _ = module.print_to_file(dir.join(format!("{name}.ll")));
+        }
         let passes = if self.opt_level == 2 {
             "default<O2>"
         } else {
@@ -230,6 +245,14 @@ impl LlvmCompiler {
         module
             .run_passes(passes, &self.machine, PassBuilderOptions::create())
             .map_err(|e| CompileError::codegen(format!("LLVM optimization failed: {e}")))?;
+        if let Some(dir) = &dump {
+            let _ = module.print_to_file(dir.join(format!("{name}.opt.ll")));
+            let _ = self.machine.write_to_file(
+                module,
+                FileType::Assembly,
+                &dir.join(format!("{name}.s")),
+            );
+        }
         let buffer = self
             .machine
             .write_to_memory_buffer(module, FileType::Object)

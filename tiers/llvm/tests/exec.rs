@@ -796,10 +796,180 @@ const OSR_MODULE: &str = r#"(module
             (br $l))))
       (unreachable))
     (local.get $s))
+  ;; the hot loop nested in two loops, followed by more code and more loops
+  (func (export "deep") (param $n i64) (result i64)
+    (local $i i64) (local $j i64) (local $k i64) (local $acc i64)
+    (loop $a
+      (local.set $j (i64.const 0))
+      (block $a_body
+        (loop $b
+          (local.set $k (i64.const 0))
+          (loop $c
+            (local.set $acc (i64.add (i64.mul (local.get $acc) (i64.const 3))
+                                     (i64.add (local.get $i) (i64.mul (local.get $j) (local.get $k)))))
+            (local.set $k (i64.add (local.get $k) (i64.const 1)))
+            (br_if $c (i64.lt_u (local.get $k) (i64.const 5))))
+          ;; leave the middle loop early through an enclosing block
+          (br_if $a_body (i64.eq (i64.add (local.get $i) (local.get $j)) (i64.const 7)))
+          (local.set $j (i64.add (local.get $j) (i64.const 1)))
+          (br_if $b (i64.lt_u (local.get $j) (i64.const 4)))))
+      (local.set $acc (i64.xor (local.get $acc) (i64.const 0x55)))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br_if $a (i64.lt_u (local.get $i) (local.get $n))))
+    (local.set $acc (i64.add (local.get $acc) (i64.const 1000)))
+    (local.set $i (i64.const 0))
+    (loop $d
+      (local.set $acc (i64.rotl (local.get $acc) (local.get $i)))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br_if $d (i64.lt_u (local.get $i) (i64.const 9))))
+    (local.get $acc))
+  ;; results flowing out of the hot loop and out of its enclosing loop
+  (func (export "results") (param $n i64) (result i64) (local $i i64) (local $j i64) (local $s i64)
+    (i64.add
+      (loop $outer (result i64)
+        (local.set $j (i64.const 0))
+        (i64.mul
+          (loop $inner (result i64)
+            (local.set $s (i64.add (local.get $s) (i64.add (local.get $i) (local.get $j))))
+            (local.set $j (i64.add (local.get $j) (i64.const 1)))
+            (br_if $inner (i64.lt_u (local.get $j) (i64.const 6)))
+            (i64.add (local.get $s) (local.get $j)))
+          (i64.const 2))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br_if $outer (i64.lt_u (local.get $i) (local.get $n))))
+      (i64.const 7)))
   (func (export "not_eligible") (param i64) (result i64)
     (i64.const 1)
     (loop (param i64) (result i64) (i64.const 1) (i64.add)))
 )"#;
+
+/// The reference result of `deep` continued from the header of loop `at` (0 `$a`, 1 `$b`,
+/// 2 `$c`, 3 `$d`) with the given state; `at` 0 with all zeros is the full function.
+fn deep_from(at: u32, n: i64, mut i: i64, mut j: i64, mut k: i64, mut acc: i64) -> i64 {
+    if at < 3 {
+        // Whether the entry is still on its way to loop `at` (skipping the code before it).
+        let mut entering = true;
+        loop {
+            if !(entering && at >= 1) {
+                j = 0;
+            }
+            'a_body: loop {
+                if !(entering && at >= 2) {
+                    k = 0;
+                }
+                entering = false;
+                loop {
+                    acc = acc
+                        .wrapping_mul(3)
+                        .wrapping_add(i.wrapping_add(j.wrapping_mul(k)));
+                    k = k.wrapping_add(1);
+                    if (k as u64) >= 5 {
+                        break;
+                    }
+                }
+                if i.wrapping_add(j) == 7 {
+                    break 'a_body;
+                }
+                j = j.wrapping_add(1);
+                if (j as u64) >= 4 {
+                    break;
+                }
+            }
+            acc ^= 0x55;
+            i = i.wrapping_add(1);
+            if (i as u64) >= (n as u64) {
+                break;
+            }
+        }
+        acc = acc.wrapping_add(1000);
+        i = 0;
+    }
+    loop {
+        acc = acc.rotate_left((i & 63) as u32);
+        i += 1;
+        if i >= 9 {
+            return acc;
+        }
+    }
+}
+
+/// The reference result of `results` continued from the header of its inner loop (`inner`) or
+/// its outer loop.
+fn results_from(inner: bool, n: i64, mut i: i64, mut j: i64, mut s: i64) -> i64 {
+    let mut skip_reset = inner;
+    loop {
+        if !skip_reset {
+            j = 0;
+        }
+        skip_reset = false;
+        let v = loop {
+            s = s.wrapping_add(i.wrapping_add(j));
+            j = j.wrapping_add(1);
+            if (j as u64) >= 6 {
+                break s.wrapping_add(j);
+            }
+        };
+        let v = v.wrapping_mul(2);
+        i = i.wrapping_add(1);
+        if (i as u64) >= (n as u64) {
+            return v.wrapping_add(7);
+        }
+    }
+}
+
+#[test]
+fn osr_entries_of_nested_loops_and_loop_results() {
+    let mut inst = instance(OSR_MODULE);
+    let v = |x: i64| ValRaw::i64(x);
+    let full = call_i64(&mut inst, "deep", &[6]);
+    assert_eq!(full, deep_from(0, 6, 0, 0, 0, 0));
+    for at in 0..3 {
+        assert_eq!(
+            call_osr_i64(&mut inst, "deep", at, &[v(6), v(0), v(0), v(0), v(0)]),
+            full,
+            "loop {at} from the start"
+        );
+    }
+    // Mid-way, with states the loops can have at their headers.
+    for (at, i, j, k, acc) in [
+        (0, 3, 9, 9, 77),
+        (1, 2, 3, 9, -5),
+        (1, 4, 3, 2, 11),
+        (2, 1, 2, 3, 123_456),
+        (2, 3, 3, 4, 1 << 40),
+        (2, 5, 0, 1, -1),
+        (3, 4, 0, 0, 99),
+    ] {
+        assert_eq!(
+            call_osr_i64(&mut inst, "deep", at, &[v(6), v(i), v(j), v(k), v(acc)]),
+            deep_from(at, 6, i, j, k, acc),
+            "loop {at} at i={i} j={j} k={k} acc={acc}"
+        );
+    }
+
+    let full = call_i64(&mut inst, "results", &[5]);
+    assert_eq!(full, results_from(false, 5, 0, 0, 0));
+    assert_eq!(
+        call_osr_i64(&mut inst, "results", 0, &[v(5), v(0), v(0), v(0)]),
+        full
+    );
+    assert_eq!(
+        call_osr_i64(&mut inst, "results", 1, &[v(5), v(0), v(0), v(0)]),
+        full
+    );
+    for (i, j, s) in [(2, 3, 40), (4, 5, -9), (0, 1, 1)] {
+        assert_eq!(
+            call_osr_i64(&mut inst, "results", 1, &[v(5), v(i), v(j), v(s)]),
+            results_from(true, 5, i, j, s),
+            "inner loop at i={i} j={j} s={s}"
+        );
+        assert_eq!(
+            call_osr_i64(&mut inst, "results", 0, &[v(5), v(i), v(j), v(s)]),
+            results_from(false, 5, i, j, s),
+            "outer loop at i={i} j={j} s={s}"
+        );
+    }
+}
 
 /// The reference result of `nest` continued from the inner loop header with the given state.
 fn nest_from_inner(n: i64, mut i: i64, mut j: i64, mut acc: i64) -> i64 {

@@ -1,6 +1,5 @@
 //! Structured control flow: `block`, `loop`, `if`/`else`, `end`, branches, `return`,
-//! `unreachable`, trap blocks, and the second translation that makes an on-stack-replacement
-//! entry.
+//! `unreachable`, trap blocks, and the way into an on-stack-replacement entry.
 //!
 //! Each wasm construct gets a "next" LLVM block whose phi nodes are the construct's results; a
 //! loop additionally gets a header block whose phi nodes are the loop's parameters. Branches add
@@ -8,21 +7,26 @@
 //!
 //! # On-stack-replacement entries
 //!
-//! An OSR entry for loop `L` is the function translated once as usual (the "first
-//! translation"), plus a second translation of the code from `L` to the end of the body, which
-//! the entry block jumps to after loading the locals from the caller's buffer. The second
-//! translation starts with the control stack the first one had at `L`, with fresh end blocks
-//! for enclosing `block`s and `if`s (when it reaches their `end` it simply goes on with the
-//! code after it) but the first translation's headers for enclosing loops: a branch back to an
-//! outer loop enters the outer loop at its only header, so every loop stays a natural loop that
-//! LLVM optimizes. Code reachable only from the first translation's own start is dead and
-//! removed by LLVM.
+//! An OSR entry for loop `L` is the function translated once, with a different way in, plus a
+//! copy of `L` alone. The entry block loads the locals from the caller's buffer and goes to the
+//! header of the outermost loop enclosing `L`. A flag (an `i1` local, set by the entry block)
+//! makes each header of a loop enclosing `L` branch straight to the header of the next such loop
+//! (skipping the code in between), and the innermost one to the copy of `L`, clearing the flag
+//! on the way. The copy is translated when the main translation reaches `L`, with the main
+//! translation's control stack, so its branches out (and its fall-through, with `L`'s results)
+//! go to the main translation's blocks and loop headers, all of which enclose the copy. Every
+//! loop is thus entered only through its header and stays a natural loop that LLVM optimizes;
+//! the main translation's `L` keeps its normal entry only (clean start values for its induction
+//! variables), the copy runs the iterations left when the entry was taken. Nothing else is
+//! duplicated, so an entry costs about as much to compile as the function. The normal function
+//! start is unreachable: LLVM removes the code before the outermost loop enclosing `L`. The
+//! headers of the enclosing loops test the flag once per iteration (a predictable branch).
 
 use inkwell::IntPredicate;
 use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::types::BasicTypeEnum;
-use inkwell::values::{BasicValue, BasicValueEnum, PhiValue};
+use inkwell::values::{BasicValue, BasicValueEnum, PhiValue, PointerValue};
 use spate_tiers::abi::RET_AREA_SLOT;
 use spate_tiers::libcall::Libcall;
 use spate_tiers::{CompileError, TrapCode};
@@ -59,31 +63,35 @@ enum FrameKind<'ctx> {
         else_params: Vec<BasicValueEnum<'ctx>>,
         has_else: bool,
     },
-    /// An `if` around the loop of an OSR entry, in the second translation: its condition was
-    /// evaluated by the first translation, so its `else` arm is unreachable.
-    OsrIf {
-        has_else: bool,
-    },
 }
 
-/// On-stack-replacement state: which loop to enter and what the first translation saw there.
+/// On-stack-replacement state: which loop to enter and the way to it.
 pub(crate) struct OsrState<'ctx> {
-    loop_index: u32,
+    target: u32,
+    /// `loop` operators translated so far.
     loops_seen: u32,
-    /// The control stack at the target loop (without the loop's own frame).
-    snapshot: Option<Vec<ControlFrame<'ctx>>>,
-    /// Whether the second translation is running (no more recording).
-    second_pass: bool,
+    /// The loops enclosing the target (outermost first), then the target.
+    path: Vec<u32>,
+    /// The block that will branch to the header of the next loop on the path (the entry block's
+    /// successor at first); `None` once the target is entered.
+    hop: Option<BasicBlock<'ctx>>,
+    /// Set while the entry goes down the path (only when the target is nested in loops).
+    flag: Option<PointerValue<'ctx>>,
 }
 
 impl OsrState<'_> {
     pub(crate) fn new(loop_index: u32) -> Self {
         OsrState {
-            loop_index,
+            target: loop_index,
             loops_seen: 0,
-            snapshot: None,
-            second_pass: false,
+            path: Vec::new(),
+            hop: None,
+            flag: None,
         }
+    }
+
+    fn loop_index(&self) -> u32 {
+        self.target
     }
 }
 
@@ -213,6 +221,7 @@ impl<'ctx> FuncTranslator<'ctx> {
         self.builder.position_at_end(header);
         self.stack
             .extend(header_phis.iter().map(|p| p.as_basic_value()));
+        self.osr_loop_header(header, &header_phis)?;
         self.control.push(ControlFrame {
             kind: FrameKind::Loop {
                 header,
@@ -274,11 +283,7 @@ impl<'ctx> FuncTranslator<'ctx> {
                 has_else,
             } if !*has_else => {
                 *has_else = true;
-                (Some(*else_block), std::mem::take(else_params))
-            }
-            FrameKind::OsrIf { has_else } if !*has_else => {
-                *has_else = true;
-                (None, Vec::new())
+                (*else_block, std::mem::take(else_params))
             }
             _ => return Err(CompileError::invalid("`else` without `if`", offset)),
         };
@@ -291,18 +296,10 @@ impl<'ctx> FuncTranslator<'ctx> {
             self.builder.build_unconditional_branch(next).unwrap();
         }
         self.stack.truncate(height);
-        match else_block {
-            Some(else_block) => {
-                self.stack.extend_from_slice(&params);
-                self.builder.position_at_end(else_block);
-                // The `if` head was reachable (frames are only pushed in reachable code).
-                self.reachable = true;
-            }
-            None => {
-                // OSR second translation: the else arm cannot be entered from here.
-                self.reachable = false;
-            }
-        }
+        self.stack.extend_from_slice(&params);
+        self.builder.position_at_end(else_block);
+        // The `if` head was reachable (frames are only pushed in reachable code).
+        self.reachable = true;
         Ok(())
     }
 
@@ -331,7 +328,7 @@ impl<'ctx> FuncTranslator<'ctx> {
                 self.reachable = false;
                 return Ok(());
             }
-            FrameKind::Block | FrameKind::Loop { .. } | FrameKind::OsrIf { .. }
+            FrameKind::Block | FrameKind::Loop { .. }
                 if self.reachable && !frame.exit_reachable =>
             {
                 // Nothing branches to the end of the construct: its results are already on the
@@ -339,7 +336,7 @@ impl<'ctx> FuncTranslator<'ctx> {
                 self.terminate_unused(frame.next);
                 return Ok(());
             }
-            FrameKind::Block | FrameKind::Loop { .. } | FrameKind::OsrIf { .. } => {}
+            FrameKind::Block | FrameKind::Loop { .. } => {}
             FrameKind::If {
                 else_block,
                 ref else_params,
@@ -526,28 +523,27 @@ impl<'ctx> FuncTranslator<'ctx> {
         }
     }
 
-    /// Counts `loop` operators for an OSR entry and records the control stack at the target
-    /// loop. Called for every operator of the first translation, reachable or not.
+    /// Counts `loop` operators for an OSR entry and checks that the target loop can be
+    /// entered. Called for every operator of the main translation, reachable or not, before it
+    /// is translated; returns whether `op` is the target loop.
     pub(super) fn note_loop(
         &mut self,
         op: &Operator<'_>,
         offset: usize,
-    ) -> Result<(), CompileError> {
+    ) -> Result<bool, CompileError> {
         let Operator::Loop { blockty } = *op else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(osr) = &self.osr else {
-            return Ok(());
+            return Ok(false);
         };
-        if osr.second_pass {
-            return Ok(());
-        }
-        if osr.loops_seen == osr.loop_index {
+        let is_target = osr.loops_seen == osr.loop_index();
+        if is_target {
             if !self.reachable {
                 return Err(CompileError::unsupported(
                     format!(
                         "no on-stack-replacement entry for loop {}: it is unreachable",
-                        osr.loop_index
+                        osr.loop_index()
                     ),
                     offset,
                 ));
@@ -558,103 +554,216 @@ impl<'ctx> FuncTranslator<'ctx> {
                     format!(
                         "no on-stack-replacement entry for loop {}: it is entered with a \
                          non-empty operand stack",
-                        osr.loop_index
+                        osr.loop_index()
                     ),
                     offset,
                 ));
-            }
-            let snapshot = self.control.clone();
-            if let Some(osr) = &mut self.osr {
-                osr.snapshot = Some(snapshot);
             }
         }
         if let Some(osr) = &mut self.osr {
             osr.loops_seen += 1;
         }
-        Ok(())
+        Ok(is_target)
     }
 
-    /// Translates the code from the OSR target loop to the end of the body a second time (see
-    /// the module documentation) and returns the block where it starts.
-    pub(super) fn translate_osr_tail(
+    /// Prepares an OSR entry before the body is translated: finds the loops on the path to the
+    /// target loop, creates the block the prologue ends in (the first hop) and, when the target
+    /// is nested in other loops, the flag that steers the first pass through their headers.
+    /// Returns the first hop, the block the prologue branches to.
+    pub(super) fn start_osr(
         &mut self,
         body: &FunctionBody<'_>,
     ) -> Result<BasicBlock<'ctx>, CompileError> {
-        let osr = self.osr.as_mut().expect("OSR translation");
-        let loop_index = osr.loop_index;
-        osr.second_pass = true;
-        let Some(snapshot) = osr.snapshot.take() else {
+        let osr = self.osr.as_ref().expect("OSR translation");
+        let target = osr.target;
+        let (path, loops) = osr_path(body, target)?;
+        if path.is_empty() {
             return Err(CompileError::unsupported(
                 format!(
-                    "no on-stack-replacement entry for loop {loop_index}: the body has only {} loops",
-                    osr.loops_seen
+                    "no on-stack-replacement entry for loop {target}: the body has only {loops} \
+                     loops"
                 ),
                 body.range().start as usize,
             ));
-        };
-        let start = self.ctx.append_basic_block(self.func, "osr");
-        self.builder.position_at_end(start);
-        let mut control = Vec::with_capacity(snapshot.len());
-        for frame in snapshot {
-            let types: Vec<BasicTypeEnum<'ctx>> = frame
-                .next_phis
-                .iter()
-                .map(|p| p.as_basic_value().get_type())
-                .collect();
-            let (next, next_phis) = self.block_with_phis(&types);
-            let kind = match frame.kind {
-                FrameKind::Function => FrameKind::Function,
-                FrameKind::Block => FrameKind::Block,
-                FrameKind::Loop {
-                    header,
-                    header_phis,
-                } => FrameKind::Loop {
-                    header,
-                    header_phis,
-                },
-                FrameKind::If { has_else, .. } | FrameKind::OsrIf { has_else } => {
-                    FrameKind::OsrIf { has_else }
-                }
-            };
-            control.push(ControlFrame {
-                kind,
-                next,
-                next_phis,
-                height: frame.height,
-                exit_reachable: false,
-            });
         }
-        self.control = control;
-        self.stack.clear();
+        let hop = self.ctx.append_basic_block(self.func, "osr");
+        let flag = (path.len() > 1).then(|| {
+            let bool_type = self.ctx.bool_type();
+            let flag = self.prologue.build_alloca(bool_type, "osr_flag").unwrap();
+            self.prologue
+                .build_store(flag, bool_type.const_all_ones())
+                .unwrap();
+            flag
+        });
+        let osr = self.osr.as_mut().expect("OSR translation");
+        osr.path = path;
+        osr.hop = Some(hop);
+        osr.flag = flag;
+        Ok(hop)
+    }
+
+    /// For an OSR entry, at the header of a loop just opened: when the loop encloses the target
+    /// loop, the pending hop enters it here, and its header passes the first arrival (flag set)
+    /// on to a new hop towards the next loop of the path (or the copy of the target).
+    fn osr_loop_header(
+        &mut self,
+        header: BasicBlock<'ctx>,
+        header_phis: &[PhiValue<'ctx>],
+    ) -> Result<(), CompileError> {
+        let Some(osr) = &self.osr else {
+            return Ok(());
+        };
+        // `note_loop` already counted this loop (and counts none inside the target's copy, so
+        // loops there look like the target).
+        let index = osr.loops_seen - 1;
+        if index == osr.target || !osr.path.contains(&index) {
+            return Ok(());
+        }
+        let (Some(hop), Some(flag)) = (osr.hop, osr.flag) else {
+            return Err(CompileError::codegen(
+                "OSR translation: a loop on the path was reached out of order",
+            ));
+        };
+        let b = self.ctx.create_builder();
+        b.position_at_end(hop);
+        // The OSR path never uses the parameters of the loops it passes through (the operand
+        // stack is empty at the target), so they take zeros from it.
+        for phi in header_phis {
+            let zero = phi.as_basic_value().get_type().const_zero();
+            phi.add_incoming(&[(&zero as &dyn BasicValue<'ctx>, hop)]);
+        }
+        b.build_unconditional_branch(header).unwrap();
+        let next_hop = self.ctx.append_basic_block(self.func, "osr");
+        let rest = self.ctx.append_basic_block(self.func, "");
+        let set = self
+            .builder
+            .build_load(self.ctx.bool_type(), flag, "")
+            .unwrap()
+            .into_int_value();
+        self.builder
+            .build_conditional_branch(set, next_hop, rest)
+            .unwrap();
+        self.builder.position_at_end(rest);
+        if let Some(osr) = &mut self.osr {
+            osr.hop = Some(next_hop);
+        }
+        Ok(())
+    }
+
+    /// Translates the OSR target loop a first time, as the copy the entry runs: `reader` is
+    /// positioned at its `loop` operator, and the control stack is the one of the main
+    /// translation at that point, so branches out of the copy go to the main translation's
+    /// blocks and loop headers (which all enclose the copy: no loop gets a second way in). The
+    /// pending hop enters the copy. Returns where the copy falls through its `end`, with the
+    /// loop's results, for [`Self::osr_attach_fallthrough`]; the builder, operand stack and
+    /// reachability are as before.
+    pub(super) fn translate_osr_copy(
+        &mut self,
+        mut reader: OperatorsReader<'_>,
+    ) -> Result<Option<OsrFallthrough<'ctx>>, CompileError> {
+        let osr = self.osr.as_mut().expect("OSR translation");
+        let (Some(hop), flag) = (osr.hop.take(), osr.flag) else {
+            return Err(CompileError::codegen(
+                "OSR translation: the target loop was reached out of order",
+            ));
+        };
+        let saved_block = self.current_block();
+        let saved_stack = std::mem::take(&mut self.stack);
+        let depth = self.control.len();
+        let start = self.ctx.append_basic_block(self.func, "osr_loop");
+        let b = self.ctx.create_builder();
+        b.position_at_end(hop);
+        if let Some(flag) = flag {
+            b.build_store(flag, self.ctx.bool_type().const_zero())
+                .unwrap();
+        }
+        b.build_unconditional_branch(start).unwrap();
+        self.builder.position_at_end(start);
         self.reachable = true;
         self.unreachable_depth = 0;
-
-        let mut reader: OperatorsReader<'_> = body.get_operators_reader()?;
-        let mut loops_seen = 0;
-        let mut started = false;
-        while !reader.eof() {
+        loop {
             let offset = reader.original_position() as usize;
             let op = reader.read()?;
-            if !started {
-                if let Operator::Loop { .. } = op {
-                    started = loops_seen == loop_index;
-                    loops_seen += 1;
-                }
-                if !started {
-                    continue;
-                }
-            }
             if self.reachable {
                 self.translate_operator(&op, offset)?;
             } else {
                 self.translate_unreachable_operator(&op, offset)?;
             }
+            if self.control.len() == depth {
+                break;
+            }
         }
-        if !self.control.is_empty() {
-            return Err(CompileError::codegen(
-                "control frames remain at the end of the OSR translation",
-            ));
-        }
-        Ok(start)
+        let fallthrough = self.reachable.then(|| OsrFallthrough {
+            block: self.current_block(),
+            values: std::mem::take(&mut self.stack),
+        });
+        self.stack = saved_stack;
+        self.builder.position_at_end(saved_block);
+        self.reachable = true;
+        self.unreachable_depth = 0;
+        Ok(fallthrough)
     }
+
+    /// Makes the end of the OSR copy of the target loop continue after the main translation's
+    /// target loop, whose frame was just pushed.
+    pub(super) fn osr_attach_fallthrough(&mut self, fallthrough: OsrFallthrough<'ctx>) {
+        let frame = self.control.last_mut().expect("the target loop's frame");
+        frame.exit_reachable = true;
+        let (next, phis) = (frame.next, frame.next_phis.clone());
+        let b = self.ctx.create_builder();
+        b.position_at_end(fallthrough.block);
+        for (phi, v) in phis.iter().zip(&fallthrough.values) {
+            phi.add_incoming(&[(v as &dyn BasicValue<'ctx>, fallthrough.block)]);
+        }
+        b.build_unconditional_branch(next).unwrap();
+    }
+
+    /// Checks, after the translation, that the OSR path reached its target loop.
+    pub(super) fn finish_osr(&self) -> Result<(), CompileError> {
+        match &self.osr {
+            Some(osr) if osr.hop.is_some() => Err(CompileError::codegen(
+                "OSR translation: the target loop was never reached",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the OSR copy of the target loop falls through its `end`, and the loop's results.
+pub(crate) struct OsrFallthrough<'ctx> {
+    block: BasicBlock<'ctx>,
+    values: Vec<BasicValueEnum<'ctx>>,
+}
+
+/// The loops on the way to loop `target` (the loops enclosing it, outermost first, then
+/// `target` itself), numbered like the OSR contract does (every `loop` operator of the body in
+/// order, dead code included); empty when the body has fewer loops. Also returns how many loops
+/// were counted.
+fn osr_path(body: &FunctionBody<'_>, target: u32) -> Result<(Vec<u32>, u32), CompileError> {
+    let mut reader: OperatorsReader<'_> = body.get_operators_reader()?;
+    // The open constructs: `Some(index)` for loops.
+    let mut open: Vec<Option<u32>> = Vec::new();
+    let mut loops = 0;
+    while !reader.eof() {
+        match reader.read()? {
+            Operator::Loop { .. } => {
+                if loops == target {
+                    let mut path: Vec<u32> = open.iter().flatten().copied().collect();
+                    path.push(target);
+                    return Ok((path, loops + 1));
+                }
+                open.push(Some(loops));
+                loops += 1;
+            }
+            Operator::Block { .. }
+            | Operator::If { .. }
+            | Operator::Try { .. }
+            | Operator::TryTable { .. } => open.push(None),
+            Operator::End | Operator::Delegate { .. } => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok((Vec::new(), loops))
 }

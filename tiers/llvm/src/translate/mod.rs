@@ -149,8 +149,7 @@ pub(crate) struct FuncTranslator<'ctx> {
     hoisted: HashMap<Hoisted, BasicValueEnum<'ctx>>,
     /// The shared block raising each trap code, by code.
     trap_blocks: HashMap<u8, BasicBlock<'ctx>>,
-    /// On-stack replacement: the loop to enter, how many loops were seen, and the control stack
-    /// recorded at that loop by the first translation.
+    /// On-stack replacement: the loop to enter, how many loops were seen, and the way to it.
     osr: Option<control::OsrState<'ctx>>,
 }
 
@@ -636,6 +635,11 @@ impl<'ctx> FuncTranslator<'ctx> {
             self.prologue.build_store(local.ptr, value).unwrap();
         }
 
+        let osr_entry = match self.osr.is_some() {
+            true => Some(self.start_osr(body)?),
+            false => None,
+        };
+
         // The function-level frame: branches to it return.
         let start = self.ctx.append_basic_block(self.func, "body");
         self.builder.position_at_end(start);
@@ -649,16 +653,23 @@ impl<'ctx> FuncTranslator<'ctx> {
         let mut reader = OperatorsReader::new(op_reader);
         while !reader.eof() {
             let offset = reader.original_position();
+            let at_op = self.osr.is_some().then(|| reader.clone());
             let op = reader.read()?;
             if let Some(v) = validator.as_deref_mut() {
                 v.op(offset, &op)?;
             }
             let offset = offset as usize;
-            self.note_loop(&op, offset)?;
+            let fallthrough = match self.note_loop(&op, offset)? {
+                true => self.translate_osr_copy(at_op.expect("OSR translation"))?,
+                false => None,
+            };
             if self.reachable {
                 self.translate_operator(&op, offset)?;
             } else {
                 self.translate_unreachable_operator(&op, offset)?;
+            }
+            if let Some(fallthrough) = fallthrough {
+                self.osr_attach_fallthrough(fallthrough);
             }
         }
         reader.finish()?;
@@ -669,11 +680,8 @@ impl<'ctx> FuncTranslator<'ctx> {
             ));
         }
 
-        let entry = match self.osr.is_some() {
-            false => start,
-            true => self.translate_osr_tail(body)?,
-        };
-        self.finish_prologue(entry);
+        self.finish_osr()?;
+        self.finish_prologue(osr_entry.unwrap_or(start));
         Ok(())
     }
 
