@@ -12,7 +12,7 @@ mod harness;
 
 use std::os::unix::process::ExitStatusExt;
 
-use harness::{Instance, Module, wat};
+use harness::{Instance, Module, call_f32, call_f64, call_i32, call_i64, wat};
 use spate_tier_llvm::{LlvmCompiler, LlvmOptions, LlvmTier};
 use spate_tiers::abi::ValRaw;
 use spate_tiers::libcall::Libcall;
@@ -32,26 +32,6 @@ fn compile(src: &str) -> Module {
 
 fn instance(src: &str) -> Instance {
     Instance::new(compile(src), Vec::new())
-}
-
-fn call_i32(inst: &mut Instance, name: &str, args: &[i32]) -> i32 {
-    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::i32(a)).collect();
-    inst.call(name, &args)[0].get_i32()
-}
-
-fn call_i64(inst: &mut Instance, name: &str, args: &[i64]) -> i64 {
-    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::i64(a)).collect();
-    inst.call(name, &args)[0].get_i64()
-}
-
-fn call_f64(inst: &mut Instance, name: &str, args: &[f64]) -> f64 {
-    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f64(a.to_bits())).collect();
-    f64::from_bits(inst.call(name, &args)[0].get_f64())
-}
-
-fn call_f32(inst: &mut Instance, name: &str, args: &[f32]) -> f32 {
-    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f32(a.to_bits())).collect();
-    f32::from_bits(inst.call(name, &args)[0].get_f32())
 }
 
 #[test]

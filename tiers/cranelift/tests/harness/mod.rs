@@ -759,3 +759,27 @@ fn libcall_table() -> [usize; Libcall::COUNT] {
     t[Libcall::LoopTierUp as usize] = lc_loop_tier_up as *const () as usize;
     t
 }
+
+/// Calls export `name` with `i32` arguments and returns its first result as `i32`.
+pub fn call_i32(inst: &mut Instance, name: &str, args: &[i32]) -> i32 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::i32(a)).collect();
+    inst.call(name, &args)[0].get_i32()
+}
+
+/// Calls export `name` with `i64` arguments and returns its first result as `i64`.
+pub fn call_i64(inst: &mut Instance, name: &str, args: &[i64]) -> i64 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::i64(a)).collect();
+    inst.call(name, &args)[0].get_i64()
+}
+
+/// Calls export `name` with `f64` arguments and returns its first result as `f64`.
+pub fn call_f64(inst: &mut Instance, name: &str, args: &[f64]) -> f64 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f64(a.to_bits())).collect();
+    f64::from_bits(inst.call(name, &args)[0].get_f64())
+}
+
+/// Calls export `name` with `f32` arguments and returns its first result as `f32`.
+pub fn call_f32(inst: &mut Instance, name: &str, args: &[f32]) -> f32 {
+    let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f32(a.to_bits())).collect();
+    f32::from_bits(inst.call(name, &args)[0].get_f32())
+}
