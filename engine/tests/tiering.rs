@@ -212,3 +212,133 @@ fn osr_run(src: &str) {
     assert_eq!(acc, expect);
     assert_eq!(f, 0.5 * iterations as f64 + iterations as f64);
 }
+
+/// A loop nest in a function called once: the inner loop gets hot first, but the transfer
+/// happens at the outer loop's header, whose OSR entry runs the inner loop from its own start.
+/// The outer loop runs until the host says stop, a few polls after the engine reports the entry.
+const NESTED_LOOPS: &str = r#"(module
+  (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
+  (func (export "run") (param $n i32) (result i32 i32)
+    (local $i i32) (local $j i32) (local $acc i32)
+    (loop $outer
+      (local.set $j (i32.const 0))
+      (loop $inner
+        (local.set $acc
+          (i32.add (i32.mul (local.get $acc) (i32.const 31))
+            (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $inner (i32.lt_u (local.get $j) (local.get $n))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $outer (call $keep_going (local.get $i))))
+    (local.get $acc)
+    (local.get $i)))"#;
+
+/// Runs `run(n)` of `src` (a module importing `keep_going(i32) -> i32`), the host continuing
+/// while `go(polls since the first OSR entry was taken)` says so; returns the results and the
+/// engine's stats.
+fn nested_run(src: &str, n: i32, go: fn(u32) -> bool) -> (i32, i32, spate::Stats) {
+    let engine = tiered_engine(1000);
+    let module = Module::new(&engine, wat(src)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let probe = engine.clone();
+    let started = Instant::now();
+    let polls_after = std::sync::atomic::AtomicU32::new(0);
+    let keep_going = Func::wrap(&mut store, move |_: i32| -> i32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        if probe.stats().osr_entries > 0 {
+            polls_after.fetch_add(1, Relaxed);
+        }
+        let give_up = started.elapsed() > PATIENCE;
+        i32::from(go(polls_after.load(Relaxed)) && !give_up)
+    });
+    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+    let run = inst.get_func(&store, "run").unwrap();
+    let mut results = [Val::I32(0), Val::I32(0)];
+    run.call(&mut store, &[Val::I32(n)], &mut results).unwrap();
+    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
+        panic!("unexpected results {results:?}");
+    };
+    (acc, outer, engine.stats())
+}
+
+/// What `NESTED_LOOPS` computes for `outer` iterations of the outer loop.
+fn nested_expect(n: i32, outer: i32) -> i32 {
+    let mut acc: i32 = 0;
+    for i in 0..outer {
+        for j in 0..n {
+            acc = acc
+                .wrapping_mul(31)
+                .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
+        }
+    }
+    acc
+}
+
+#[test]
+fn a_loop_nest_transfers_at_its_outer_loop() {
+    let n = 5000;
+    let (acc, outer, stats) = nested_run(NESTED_LOOPS, n, |polls| polls < 3);
+    // One entry compiled and taken: the outer loop's.
+    assert_eq!(stats.osr_entries, 1, "{stats}");
+    assert_eq!(stats.osr_outer_entries, 1, "{stats}");
+    assert_eq!(stats.osr_compiled, 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(outer > 3, "{outer}");
+    assert_eq!(acc, nested_expect(n, outer));
+}
+
+#[test]
+fn an_inner_loop_that_outlasts_the_outer_entry_takes_its_own() {
+    // The inner loop polls the host and runs until told to stop, so the outer loop's header
+    // never comes round: once the outer entry has waited long enough, the inner loop asks for
+    // and takes an entry of its own.
+    let src = NESTED_LOOPS.replace(
+        "(br_if $inner (i32.lt_u (local.get $j) (local.get $n)))",
+        "(br_if $inner (i32.or (i32.lt_u (local.get $j) (local.get $n))
+           (call $keep_going (local.get $j))))",
+    );
+    assert_ne!(src, NESTED_LOOPS);
+    // Inner loop: keeps going until the entry is taken; outer loop: stops at once.
+    let (acc, outer, stats) = nested_run(&src, 5000, |polls| polls < 2);
+    assert_eq!(stats.osr_entries, 1, "{stats}");
+    assert_eq!(stats.osr_outer_entries, 0, "{stats}");
+    assert_eq!(stats.osr_compiled, 2, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(outer >= 1, "{outer}");
+    let _ = acc;
+}
+
+#[test]
+fn a_rarely_iterating_outer_loop_hands_over_to_the_next_loop_inward() {
+    // Three levels: the outermost loop runs once (it asks the host with level 2), the middle one
+    // until the host says stop (level 1), the inner one `n` times per middle iteration. The
+    // outermost loop's entry is compiled first but its header never comes round; the middle
+    // loop's entry is then compiled and taken at its next header.
+    let src = r#"(module
+      (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
+      (func (export "run") (param $n i32) (result i32 i32)
+        (local $i i32) (local $j i32) (local $acc i32) (local $s i32)
+        (loop $top
+          (local.set $i (i32.const 0))
+          (loop $outer
+            (local.set $j (i32.const 0))
+            (loop $inner
+              (local.set $acc
+                (i32.add (i32.mul (local.get $acc) (i32.const 31))
+                  (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $inner (i32.lt_u (local.get $j) (local.get $n))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $outer (call $keep_going (i32.const 1))))
+          (local.set $s (i32.add (local.get $s) (i32.const 1)))
+          (br_if $top (i32.eqz (local.get $s))))
+        (local.get $acc)
+        (local.get $i)))"#;
+    let (acc, outer, stats) = nested_run(src, 5000, |polls| polls < 3);
+    assert_eq!(stats.osr_entries, 1, "{stats}");
+    assert_eq!(stats.osr_outer_entries, 1, "{stats}");
+    assert_eq!(stats.osr_compiled, 2, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(outer > 3, "{outer}");
+    assert_eq!(acc, nested_expect(5000, outer));
+}

@@ -45,13 +45,19 @@ pub enum Libcall {
     /// `fn(vmctx, trap_code: u32) -> !`: raise a trap (for tiers that prefer a call to a trap
     /// instruction).
     RaiseTrap,
-    /// `fn(vmctx, defined_func_index: u32, loop_index: u32) -> *const u8`: the budget ran out at
-    /// the header of loop `loop_index` (the zero-based count of `loop` operators before it in the
-    /// function body) whose operand stack is empty. The runtime resets the budget, queues the
-    /// function for the optimizing tier with an on-stack-replacement entry for that loop, and
-    /// returns that entry once it is installed (null until then). The caller then calls the
-    /// entry with the [OSR convention](crate::abi#on-stack-replacement-entries) and returns
-    /// its results as its own.
+    /// `fn(vmctx, defined_func_index: u32, loop_index: u32, outer_loop: u32) -> *const u8`: the
+    /// budget ran out (or the function's OSR-armed word names this loop, see
+    /// [`VMContext::budgets`](crate::vmctx::VMContext::budgets)) at the header of loop
+    /// `loop_index` (the zero-based count of `loop` operators before it in the function body)
+    /// whose operand stack is empty. `outer_loop` is the outermost loop enclosing `loop_index`
+    /// whose operand stack is empty at its header too, or `loop_index` itself when there is none.
+    /// The runtime resets the budget, queues the function for the optimizing tier with an
+    /// on-stack-replacement entry (preferably for `outer_loop` or a loop between it and
+    /// `loop_index`, where the inner loops start afresh; once an entry is installed the runtime
+    /// arms its loop so that loop's header asks for it), and returns an entry for `loop_index`
+    /// once one is installed (null until then). The caller then calls the entry with the
+    /// [OSR convention](crate::abi#on-stack-replacement-entries) and returns its results as its
+    /// own.
     LoopTierUp,
 }
 

@@ -285,8 +285,9 @@ impl ModuleStream {
             .map(|i| AtomicPtr::new(code.function_ptr(i) as *mut u8))
             .collect();
         let threshold = self.engine.0.config.tier_up_budget();
-        let budgets: Box<[AtomicI32]> = (0..entries.len())
-            .map(|_| AtomicI32::new(threshold))
+        // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
+        let budgets: Box<[AtomicI32]> = (0..2 * entries.len())
+            .map(|i| AtomicI32::new(if i < entries.len() { threshold } else { 0 }))
             .collect();
         let d = self.decls;
         let type_ids = d

@@ -8,8 +8,13 @@
 //!   the function's heat goes up and, the first time, a [`Request`] goes onto the engine's
 //!   crossbeam channel;
 //! * `LoopTierUp` at the header of a loop entered with an empty operand stack: the same, and the
-//!   request also asks for an on-stack-replacement (OSR) entry for that loop; once it is
-//!   installed the libcall returns it and the baseline code continues the function there.
+//!   request also asks for an on-stack-replacement (OSR) entry; once it is installed the libcall
+//!   returns it and the baseline code continues the function there. The entry asked for is the
+//!   one of the outermost such loop enclosing the hot loop (see [`osr_entry`]): in it the inner
+//!   loops start from their own initial values, which the optimizer can reason about, instead of
+//!   values loaded from the locals array. Once an entry is installed the runtime arms its loop
+//!   (the function's word in the second half of `ModuleInner::budgets` becomes `loop + 1`), and
+//!   that loop's header takes the entry at its next iteration.
 //!
 //! Background threads (owned by the engine, started on the first request; each keeps its own
 //! optimizing compiler and so its own LLVM context) drain the channel into a shared pending set
@@ -32,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use wasmparser::{BinaryReader, FunctionBody};
+use wasmparser::{BinaryReader, FunctionBody, Operator};
 
 /// Stack size of compile threads: LLVM's passes recurse over large functions.
 pub(crate) const COMPILE_THREAD_STACK: usize = 32 << 20;
@@ -51,13 +56,35 @@ pub(crate) struct Body {
     pub bytes: Box<[u8]>,
 }
 
+/// Why a loop's OSR entry was requested.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OsrWhy {
+    /// The loop itself is hot.
+    Own,
+    /// A loop nested in it is hot.
+    ForInner,
+}
+
 /// What is known about one loop's OSR entry.
 #[derive(Clone, Copy)]
 enum OsrState {
-    Pending,
-    Ready(*const u8),
+    Pending(OsrWhy),
+    Ready {
+        why: OsrWhy,
+        entry: *const u8,
+        /// When the entry was installed.
+        at: Instant,
+        /// How long it took to compile.
+        compile: Duration,
+    },
     Failed,
 }
+
+/// How long an inner loop waits, once the entry of an enclosing loop is installed, for that
+/// loop's header to take it before settling for an entry of a loop further in: this long at
+/// least, or the entry's compile time if longer (an inner loop that runs longer than that per
+/// iteration of the enclosing loop is worth an entry closer to it).
+const OUTER_LOOP_PATIENCE: Duration = Duration::from_millis(50);
 
 // SAFETY: `Ready` holds a code pointer into immutable executable memory owned by the module.
 unsafe impl Send for OsrState {}
@@ -255,23 +282,36 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
         let r =
             guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, loop_index));
         let elapsed = started.elapsed();
-        let state = match r.and_then(|f| install(tiering, func_index, f)) {
+        let installed = r.and_then(|f| install(tiering, func_index, f));
+        let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+        let why = match osr.get(&(req.def_index, loop_index)) {
+            Some(OsrState::Pending(why)) => *why,
+            _ => OsrWhy::Own,
+        };
+        let state = match installed {
             Ok((ptr, bytes)) => {
                 stats.optimized.record_osr(bytes, elapsed);
                 stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
                 stats.record_install_latency(req.requested.elapsed());
-                OsrState::Ready(ptr)
+                OsrState::Ready {
+                    why,
+                    entry: ptr,
+                    at: Instant::now(),
+                    compile: elapsed,
+                }
             }
             Err(e) => {
                 stats.record_failure(func_index, &e);
                 OsrState::Failed
             }
         };
-        tiering
-            .osr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((req.def_index, loop_index), state);
+        osr.insert((req.def_index, loop_index), state);
+        if matches!(state, OsrState::Ready { .. }) {
+            // The loop's header takes the entry at its next iteration, whatever its budget.
+            module.budgets[tiering.bodies.len() + def]
+                .store(loop_index.saturating_add(1) as i32, Ordering::Relaxed);
+        }
+        drop(osr);
         tiering.osr_busy[def].store(false, Ordering::Release);
         // The function's own code matters only at its next call: queue it behind whatever is
         // hotter instead of compiling it now.
@@ -355,45 +395,170 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
     }
 }
 
-/// The `LoopTierUp` libcall's work: the installed OSR entry for the loop, or null after making
-/// sure one is requested.
+/// The `LoopTierUp` libcall's work at the header of loop `loop_index` of function `def_index`,
+/// whose outermost OSR-eligible enclosing loop is `outer_loop` (or `loop_index` itself):
+/// the installed OSR entry to continue in, or null after making sure one is requested.
+/// `exhausted`: the budget ran out (otherwise the call comes from the function's OSR-armed
+/// word, which names this loop).
+///
+/// An inner loop (`loop_index != outer_loop`) asks for the outer loop's entry, where the inner
+/// loops start afresh, and keeps running baseline code while it compiles; once it is installed
+/// the outer loop is armed and its header takes the entry at its next iteration. If that does
+/// not happen within [`OUTER_LOOP_PATIENCE`] (the outer loop iterates rarely, or its entry
+/// failed), the inner loop asks for the entry of the next loop inward on its path, and so on
+/// down to its own.
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
     def_index: u32,
     loop_index: u32,
+    outer_loop: u32,
+    exhausted: bool,
 ) -> *const u8 {
     let Some(tiering) = module.tiering.as_ref() else {
         return std::ptr::null();
     };
-    tiering.heat[def_index as usize].fetch_add(1, Ordering::Relaxed);
-    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
-    match osr.get(&(def_index, loop_index)) {
-        Some(OsrState::Ready(p)) => {
-            engine.0.stats.osr_entries.fetch_add(1, Ordering::Relaxed);
-            *p
+    let def = def_index as usize;
+    let osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    if !exhausted {
+        // Armed for this loop: its entry is installed.
+        if let Some(&OsrState::Ready { entry, why, .. }) = osr.get(&(def_index, loop_index)) {
+            return take_osr_entry(engine, entry, why);
         }
-        Some(OsrState::Pending | OsrState::Failed) => std::ptr::null(),
-        None => {
-            if tiering.osr_busy[def_index as usize].swap(true, Ordering::AcqRel) {
-                // Another loop of this function is waiting for its entry; this one may ask
-                // again at its next check once that one is done.
+        let armed = &module.budgets[tiering.bodies.len() + def];
+        let _ = armed.compare_exchange(
+            loop_index.saturating_add(1) as i32,
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        return std::ptr::null();
+    }
+    tiering.heat[def].fetch_add(1, Ordering::Relaxed);
+    // The enclosing loops on the way in (loaded when first needed).
+    let mut parents: Option<Vec<Option<u32>>> = None;
+    let mut candidate = outer_loop;
+    while candidate != loop_index {
+        match osr.get(&(def_index, candidate)) {
+            None => {
+                let why = OsrWhy::ForInner;
+                request_osr(engine, module, tiering, osr, def_index, candidate, why);
                 return std::ptr::null();
             }
-            osr.insert((def_index, loop_index), OsrState::Pending);
-            drop(osr);
-            // The OSR job compiles the function too, unless it is already done or under way.
-            let _ = tiering.state[def_index as usize].compare_exchange(
-                BASELINE,
-                QUEUED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-            if let Some(m) = engine.tier_manager() {
-                m.send(module, def_index, Some(loop_index));
+            Some(OsrState::Pending(_)) => return std::ptr::null(),
+            Some(&OsrState::Ready { at, compile, .. })
+                if at.elapsed() < OUTER_LOOP_PATIENCE.max(compile) =>
+            {
+                return std::ptr::null();
             }
+            // The candidate's header has not come round in time (or its entry failed): the
+            // next loop inward.
+            Some(OsrState::Ready { .. } | OsrState::Failed) => {
+                let parents = parents.get_or_insert_with(|| loop_parents(&tiering.bodies[def]));
+                candidate = next_loop_inward(parents, candidate, loop_index);
+            }
+        }
+    }
+    match osr.get(&(def_index, loop_index)) {
+        Some(&OsrState::Ready { entry, why, .. }) => take_osr_entry(engine, entry, why),
+        Some(_) => std::ptr::null(),
+        None => {
+            request_osr(
+                engine,
+                module,
+                tiering,
+                osr,
+                def_index,
+                loop_index,
+                OsrWhy::Own,
+            );
             std::ptr::null()
         }
+    }
+}
+
+/// Counts an OSR entry taken and returns it.
+fn take_osr_entry(engine: &Engine, entry: *const u8, why: OsrWhy) -> *const u8 {
+    let stats = &engine.0.stats;
+    stats.osr_entries.fetch_add(1, Ordering::Relaxed);
+    if why == OsrWhy::ForInner {
+        stats.osr_outer_entries.fetch_add(1, Ordering::Relaxed);
+    }
+    entry
+}
+
+/// For each loop of the body (numbered like the OSR contract: every `loop` operator in order,
+/// dead code included), the loop directly enclosing it, if any. Empty if the body cannot be read.
+fn loop_parents(body: &Body) -> Vec<Option<u32>> {
+    let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
+    let mut parents = Vec::new();
+    let Ok(mut ops) = reader.get_operators_reader() else {
+        return parents;
+    };
+    // The open constructs: `Some(index)` for loops.
+    let mut open: Vec<Option<u32>> = Vec::new();
+    while !ops.eof() {
+        let Ok(op) = ops.read() else {
+            return Vec::new();
+        };
+        match op {
+            Operator::Loop { .. } => {
+                parents.push(open.iter().rev().find_map(|l| *l));
+                open.push(Some(parents.len() as u32 - 1));
+            }
+            Operator::Block { .. }
+            | Operator::If { .. }
+            | Operator::Try { .. }
+            | Operator::TryTable { .. } => open.push(None),
+            Operator::End | Operator::Delegate { .. } => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    parents
+}
+
+/// The loop enclosing `inner` (or `inner` itself) directly inside `outer`, per `parents`;
+/// `inner` if `outer` does not enclose it.
+fn next_loop_inward(parents: &[Option<u32>], outer: u32, inner: u32) -> u32 {
+    let mut child = inner;
+    while let Some(&Some(parent)) = parents.get(child as usize) {
+        if parent == outer {
+            return child;
+        }
+        child = parent;
+    }
+    inner
+}
+
+/// Requests the OSR entry of loop `loop_index` of function `def_index` (and the function's own
+/// code behind it), unless another entry of the function is being compiled.
+fn request_osr(
+    engine: &Engine,
+    module: &Arc<ModuleInner>,
+    tiering: &ModuleTiering,
+    mut osr: std::sync::MutexGuard<'_, HashMap<(u32, u32), OsrState>>,
+    def_index: u32,
+    loop_index: u32,
+    why: OsrWhy,
+) {
+    if tiering.osr_busy[def_index as usize].swap(true, Ordering::AcqRel) {
+        // Another loop of this function is waiting for its entry; this one may ask again at its
+        // next check once that one is done.
+        return;
+    }
+    osr.insert((def_index, loop_index), OsrState::Pending(why));
+    drop(osr);
+    // The OSR job compiles the function too, unless it is already done or under way.
+    let _ = tiering.state[def_index as usize].compare_exchange(
+        BASELINE,
+        QUEUED,
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+    if let Some(m) = engine.tier_manager() {
+        m.send(module, def_index, Some(loop_index));
     }
 }
 
@@ -406,6 +571,7 @@ pub(crate) struct StatsCounters {
     pub tier_ups: AtomicU64,
     pub osr_compiled: AtomicU64,
     pub osr_entries: AtomicU64,
+    pub osr_outer_entries: AtomicU64,
     pub failures: AtomicU64,
     pub install_latency_total_ns: AtomicU64,
     pub install_latency_max_ns: AtomicU64,
@@ -471,6 +637,7 @@ impl StatsCounters {
             tier_ups: self.tier_ups.load(Ordering::Relaxed),
             osr_compiled: self.osr_compiled.load(Ordering::Relaxed),
             osr_entries: self.osr_entries.load(Ordering::Relaxed),
+            osr_outer_entries: self.osr_outer_entries.load(Ordering::Relaxed),
             tier_up_failures: self.failures.load(Ordering::Relaxed),
             last_tier_up_failure: self
                 .last_failure
@@ -516,6 +683,9 @@ pub struct Stats {
     pub osr_compiled: u64,
     /// Times baseline code left a loop for an OSR entry.
     pub osr_entries: u64,
+    /// Of `osr_entries`, those taken at the header of a loop whose entry was compiled because a
+    /// loop nested in it was hot (so the inner loops restart in optimized code).
+    pub osr_outer_entries: u64,
     /// Tier-up compilations that failed (the function keeps running baseline code).
     pub tier_up_failures: u64,
     /// The most recent tier-up failure, if any.
@@ -553,8 +723,13 @@ impl std::fmt::Display for Stats {
         }
         write!(
             f,
-            "tier-up requests {}, tier-ups {}, OSR entries taken {}, failures {}",
-            self.tier_up_requests, self.tier_ups, self.osr_entries, self.tier_up_failures
+            "tier-up requests {}, tier-ups {}, OSR entries taken {} ({} at an outer loop), \
+             failures {}",
+            self.tier_up_requests,
+            self.tier_ups,
+            self.osr_entries,
+            self.osr_outer_entries,
+            self.tier_up_failures
         )?;
         if let Some(mean) = self.install_latency_mean() {
             write!(

@@ -310,13 +310,18 @@ unsafe fn budget_ran_out<'a>(
     let (inst, store) = unsafe { parts(vmctx) };
     let engine = &store.engine;
     let module = &inst.module.0;
+    reset_budget(engine, module, def_index);
+    (engine, module)
+}
+
+/// The budget of function `def_index` goes back to the threshold and the request is counted.
+fn reset_budget(engine: &crate::Engine, module: &crate::module::ModuleInner, def_index: u32) {
     module.budgets[def_index as usize].store(engine.0.config.tier_up_budget(), Ordering::Relaxed);
     engine
         .0
         .stats
         .tier_up_requests
         .fetch_add(1, Ordering::Relaxed);
-    (engine, module)
 }
 
 unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
@@ -325,10 +330,23 @@ unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
     crate::tiering::request(engine, module, def_index);
 }
 
-unsafe extern "C" fn loop_tier_up(vmctx: *mut VMContext, def_index: u32, loop_index: u32) -> usize {
+unsafe extern "C" fn loop_tier_up(
+    vmctx: *mut VMContext,
+    def_index: u32,
+    loop_index: u32,
+    outer_loop: u32,
+) -> usize {
     // SAFETY: called by compiled code with its own context.
-    let (engine, module) = unsafe { budget_ran_out(vmctx, def_index) };
-    crate::tiering::osr_entry(engine, module, def_index, loop_index) as usize
+    let (inst, store) = unsafe { parts(vmctx) };
+    let engine = &store.engine;
+    let module = &inst.module.0;
+    // An outermost loop's header also calls while the function is armed for OSR; only a budget
+    // that ran out counts as a tier-up request.
+    let exhausted = module.budgets[def_index as usize].load(Ordering::Relaxed) < 0;
+    if exhausted {
+        reset_budget(engine, module, def_index);
+    }
+    crate::tiering::osr_entry(engine, module, def_index, loop_index, outer_loop, exhausted) as usize
 }
 
 unsafe extern "C" fn raise_trap(_vmctx: *mut VMContext, code: u32) {

@@ -96,6 +96,7 @@ impl WastRunner {
             s.tier_ups += t.tier_ups;
             s.osr_compiled += t.osr_compiled;
             s.osr_entries += t.osr_entries;
+            s.osr_outer_entries += t.osr_outer_entries;
             s.tier_up_failures += t.tier_up_failures;
             s.install_latency_total += t.install_latency_total;
             s.install_latency_max = s.install_latency_max.max(t.install_latency_max);

@@ -547,6 +547,56 @@ fn tier_up_libcall_runs_when_budget_goes_negative() {
 }
 
 #[test]
+fn loop_tier_up_names_the_outermost_eligible_loop_and_obeys_the_armed_word() {
+    // Loop 0 encloses loop 1 (both entered with an empty operand stack) and loop 2 (entered with
+    // a value below it, so not eligible for OSR).
+    let src = r#"(module
+      (func (export "leaf") (result i32) (i32.const 1))
+      (func (export "nest") (param i32) (result i32) (local i32 i32 i32)
+        (loop $a
+          (local.set 2 (i32.const 0))
+          (loop $b
+            (local.set 3 (i32.add (local.get 3) (local.get 2)))
+            (local.set 2 (i32.add (local.get 2) (i32.const 1)))
+            (br_if $b (i32.lt_u (local.get 2) (i32.const 4))))
+          (local.set 3
+            (i32.add (i32.const 1)
+              (loop $c (result i32) (i32.const 100))))
+          (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+          (br_if $a (i32.lt_u (local.get 1) (local.get 0))))
+        (local.get 3))
+    )"#;
+    let mut i = Instance::with_budget(compile(&wat(src)).unwrap(), Vec::new(), 3);
+    i.state.budget_reset = 1_000_000;
+    assert_eq!(i.state.budgets.len(), 4);
+    // Budget 3: entry -> 2, header of $a -> 1, $b -> 0, $b -> -1: the inner loop asks, naming
+    // $a as its outer loop.
+    assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
+    assert_eq!(i.state.loop_tier_ups, [(1, 1, 0)]);
+    assert_eq!(i.state.tier_ups, [1]);
+    // Armed for loop 0 (the word holds the loop index + 1): its header calls at every
+    // iteration, whatever the budget; the inner loop does not.
+    i.state.loop_tier_ups.clear();
+    i.state.budgets[2 + 1] = 1;
+    assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
+    assert_eq!(i.state.loop_tier_ups, [(1, 0, 0); 3]);
+    // Armed for loop 1: the inner header calls at every iteration, the outer one does not.
+    i.state.loop_tier_ups.clear();
+    i.state.budgets[2 + 1] = 2;
+    assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
+    assert_eq!(i.state.loop_tier_ups, [(1, 1, 0); 12]);
+    // Armed for loop 2, which is not eligible: nothing.
+    i.state.loop_tier_ups.clear();
+    i.state.budgets[2 + 1] = 3;
+    assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
+    assert!(i.state.loop_tier_ups.is_empty());
+    i.state.budgets[2 + 1] = 0;
+    i.state.loop_tier_ups.clear();
+    assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
+    assert!(i.state.loop_tier_ups.is_empty());
+}
+
+#[test]
 fn validation_errors_are_invalid_with_offset() {
     let bytes = wat(r#"(module (func (result i32) (i64.const 0)))"#);
     let err = compile(&bytes).err().expect("invalid body");

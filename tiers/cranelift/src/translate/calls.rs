@@ -32,7 +32,7 @@ pub(crate) fn libcall_signature(libcall: Libcall) -> (&'static [ir::Type], Optio
         Libcall::DataDrop | Libcall::ElemDrop | Libcall::TierUp | Libcall::RaiseTrap => {
             (&[I32], None)
         }
-        Libcall::LoopTierUp => (&[I32, I32], Some(I64)),
+        Libcall::LoopTierUp => (&[I32, I32, I32], Some(I64)),
         Libcall::TableGet => (&[I32, I32], Some(I64)),
         Libcall::TableSet => (&[I32, I32, I64], None),
         Libcall::TableGrow => (&[I32, I64, I32], Some(I32)),

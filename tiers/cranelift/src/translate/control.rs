@@ -35,6 +35,8 @@ enum FrameKind {
     Block,
     Loop {
         header: Block,
+        /// The loop's index when it is OSR-eligible (entered with an empty operand stack).
+        osr: Option<u32>,
     },
     If {
         /// Start of the `else` arm (or of the implicit empty one).
@@ -104,15 +106,26 @@ impl FuncTranslator<'_> {
             .extend_from_slice(self.builder.block_params(header));
         let loop_index = self.loop_count;
         self.loop_count += 1;
-        if self.stack.is_empty() {
+        let osr = if self.stack.is_empty() {
             // Nothing lives on the operand stack: the loop can be left for an OSR entry that
-            // takes the locals alone.
-            self.emit_loop_budget_check(loop_index);
+            // takes the locals alone. The transfer prefers the outermost such loop enclosing
+            // this one, where the inner loops start again from their own initial values.
+            let outer = self
+                .control
+                .iter()
+                .find_map(|f| match f.kind {
+                    FrameKind::Loop { osr, .. } => osr,
+                    _ => None,
+                })
+                .unwrap_or(loop_index);
+            self.emit_loop_budget_check(loop_index, outer);
+            Some(loop_index)
         } else {
             self.emit_budget_check();
-        }
+            None
+        };
         self.control.push(ControlFrame {
-            kind: FrameKind::Loop { header },
+            kind: FrameKind::Loop { header, osr },
             next,
             num_params,
             num_results: sig.results().len(),
@@ -217,13 +230,13 @@ impl FuncTranslator<'_> {
             {
                 // Nothing branches to the end of the construct: its results are already on the
                 // stack, so keep going in the current block (`next` is never used).
-                if let FrameKind::Loop { header } = frame.kind {
+                if let FrameKind::Loop { header, .. } = frame.kind {
                     self.builder.seal_block(header);
                 }
                 return Ok(());
             }
             FrameKind::Block => {}
-            FrameKind::Loop { header } => self.builder.seal_block(header),
+            FrameKind::Loop { header, .. } => self.builder.seal_block(header),
             FrameKind::If {
                 else_block,
                 ref else_params,
@@ -269,7 +282,7 @@ impl FuncTranslator<'_> {
         let i = self.control.len() - 1 - depth as usize;
         let frame = &mut self.control[i];
         match frame.kind {
-            FrameKind::Loop { header } => (header, frame.num_params),
+            FrameKind::Loop { header, .. } => (header, frame.num_params),
             _ => {
                 frame.exit_reachable = true;
                 (frame.next, frame.num_results)
@@ -407,7 +420,7 @@ impl FuncTranslator<'_> {
     /// block) when it goes negative. Emitted at function entry and at the header of every loop
     /// entered with values on the operand stack (those cannot be replaced on the stack).
     pub(super) fn emit_budget_check(&mut self) {
-        let exhausted = self.decrement_budget();
+        let (_, exhausted) = self.decrement_budget();
         let cold = self.builder.create_block();
         let cont = self.builder.create_block();
         self.builder.set_cold_block(cold);
@@ -425,12 +438,30 @@ impl FuncTranslator<'_> {
     }
 
     /// The budget check at the header of loop `loop_index`, entered with an empty operand
-    /// stack: when the budget runs out, the `LoopTierUp` libcall returns the loop's
-    /// on-stack-replacement entry once the optimizing tier has installed one. The locals are
-    /// then spilled to a `ValRaw` array, the entry continues the function from this header, and
-    /// its results are returned as this function's own (see `spate_tiers::abi`).
-    fn emit_loop_budget_check(&mut self, loop_index: u32) {
-        let exhausted = self.decrement_budget();
+    /// stack; `outer` is the outermost such loop enclosing it (or `loop_index` itself). When the
+    /// budget runs out, the `LoopTierUp` libcall returns an on-stack-replacement entry for this
+    /// loop once the optimizing tier has installed one. The locals are then spilled to a
+    /// `ValRaw` array, the entry continues the function from this header, and its results are
+    /// returned as this function's own (see `spate_tiers::abi`).
+    ///
+    /// The runtime prefers to compile the entry of `outer` (or of a loop between it and this
+    /// one), whose header then has to take it: every such header therefore also calls the
+    /// libcall while the function's OSR-armed word names its loop (`loop_index + 1`), which the
+    /// runtime sets once the entry is installed.
+    fn emit_loop_budget_check(&mut self, loop_index: u32, outer: u32) {
+        let (budgets, exhausted) = self.decrement_budget();
+        let n = u64::from(self.module.num_defined_functions());
+        let slot = (n + u64::from(self.def_index)) * 4;
+        let addr = self.budget_slot(budgets, slot);
+        let armed = self
+            .builder
+            .ins()
+            .load(types::I32, trusted(), addr.0, addr.1);
+        let armed = self
+            .builder
+            .ins()
+            .icmp_imm_s(IntCC::Equal, armed, i64::from(loop_index) + 1);
+        let exhausted = self.builder.ins().bor(exhausted, armed);
         let cold = self.builder.create_block();
         let enter = self.builder.create_block();
         let cont = self.builder.create_block();
@@ -444,8 +475,9 @@ impl FuncTranslator<'_> {
             .ins()
             .iconst(types::I32, i64::from(self.def_index));
         let lp = self.builder.ins().iconst(types::I32, i64::from(loop_index));
+        let outer = self.builder.ins().iconst(types::I32, i64::from(outer));
         let entry = self
-            .libcall(Libcall::LoopTierUp, &[def, lp])
+            .libcall(Libcall::LoopTierUp, &[def, lp, outer])
             .expect("LoopTierUp returns the entry");
         self.builder.ins().brif(entry, enter, &[], cont, &[]);
         self.builder.seal_block(enter);
@@ -479,23 +511,33 @@ impl FuncTranslator<'_> {
         self.builder.ins().return_(&results);
     }
 
-    /// Decrements the budget and returns the condition "the budget ran out".
-    fn decrement_budget(&mut self) -> ir::Value {
+    /// Decrements the budget; returns the budget array and the condition "the budget ran out".
+    fn decrement_budget(&mut self) -> (ir::Value, ir::Value) {
         let budgets = self.vmctx_load(VMCTX_BUDGETS, trusted_readonly());
         let slot = u64::from(self.def_index) * 4;
-        let addr = if let Ok(off) = i32::try_from(slot) {
-            (budgets, off)
-        } else {
-            (self.builder.ins().iadd_imm_s(budgets, slot as i64), 0)
-        };
+        let addr = self.budget_slot(budgets, slot);
         let budget = self
             .builder
             .ins()
             .load(types::I32, trusted(), addr.0, addr.1);
         let budget = self.builder.ins().iadd_imm_s(budget, -1);
         self.builder.ins().store(trusted(), budget, addr.0, addr.1);
-        self.builder
+        let exhausted = self
+            .builder
             .ins()
-            .icmp_imm_s(IntCC::SignedLessThan, budget, 0)
+            .icmp_imm_s(IntCC::SignedLessThan, budget, 0);
+        (budgets, exhausted)
+    }
+
+    /// Base and offset of the word `byte_offset` bytes into the budget array.
+    fn budget_slot(&mut self, budgets: ir::Value, byte_offset: u64) -> (ir::Value, i32) {
+        if let Ok(off) = i32::try_from(byte_offset) {
+            (budgets, off)
+        } else {
+            (
+                self.builder.ins().iadd_imm_s(budgets, byte_offset as i64),
+                0,
+            )
+        }
     }
 }

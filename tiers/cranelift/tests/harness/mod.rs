@@ -207,6 +207,8 @@ pub type HostFn = Box<dyn Fn(&mut [ValRaw])>;
 /// Mutable runtime state, reachable from libcalls through `VMContext::store`.
 pub struct State {
     pub tier_ups: Vec<u32>,
+    /// `LoopTierUp` calls: function, loop, outer loop.
+    pub loop_tier_ups: Vec<(u32, u32, u32)>,
     /// Budget a function gets back when its tier-up libcall runs.
     pub budget_reset: i32,
     pub budgets: Vec<i32>,
@@ -314,8 +316,12 @@ impl Instance {
 
         let mut state = Box::new(State {
             tier_ups: Vec::new(),
+            loop_tier_ups: Vec::new(),
             budget_reset: budget,
-            budgets: vec![budget; num_defined],
+            // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
+            budgets: (0..2 * num_defined)
+                .map(|i| if i < num_defined { budget } else { 0 })
+                .collect(),
             memory,
             max_pages,
             vmmemory,
@@ -731,10 +737,16 @@ unsafe extern "C" fn lc_raise_trap(_vmctx: *mut u8, code: u32) {
     panic!("trap {code} raised through the libcall (not used by the Cranelift tier)");
 }
 
-unsafe extern "C" fn lc_loop_tier_up(vmctx: *mut u8, func: u32, _loop_index: u32) -> *const u8 {
+unsafe extern "C" fn lc_loop_tier_up(
+    vmctx: *mut u8,
+    func: u32,
+    loop_index: u32,
+    outer_loop: u32,
+) -> *const u8 {
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     s.tier_ups.push(func);
+    s.loop_tier_ups.push((func, loop_index, outer_loop));
     s.budgets[func as usize] = s.budget_reset;
     // No on-stack-replacement entry: the loop goes on in the baseline code.
     std::ptr::null()

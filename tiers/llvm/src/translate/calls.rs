@@ -42,7 +42,7 @@ fn libcall_signature(libcall: Libcall) -> (&'static [Arg], Option<Arg>) {
         Libcall::TableGrow => (&[I32, Ptr, I32], Some(I32)),
         Libcall::TableFill => (&[I32, I32, Ptr, I32], None),
         Libcall::TableCopy | Libcall::TableInit => (&[I32, I32, I32, I32, I32], None),
-        Libcall::LoopTierUp => (&[I32, I32], Some(Ptr)),
+        Libcall::LoopTierUp => (&[I32, I32, I32], Some(Ptr)),
     }
 }
 
