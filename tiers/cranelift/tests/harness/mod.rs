@@ -795,3 +795,100 @@ pub fn call_f32(inst: &mut Instance, name: &str, args: &[f32]) -> f32 {
     let args: Vec<ValRaw> = args.iter().map(|&a| ValRaw::f32(a.to_bits())).collect();
     f32::from_bits(inst.call(name, &args)[0].get_f32())
 }
+
+/// Integer operators, including every edge the spec defines (division traps aside), on code
+/// compiled by the tier behind `instance`.
+pub fn check_integer_arithmetic(instance: impl Fn(&str) -> Instance) {
+    let mut i = instance(
+        r#"(module
+          (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+          (func (export "sub") (param i32 i32) (result i32) (i32.sub (local.get 0) (local.get 1)))
+          (func (export "mul") (param i32 i32) (result i32) (i32.mul (local.get 0) (local.get 1)))
+          (func (export "div_s") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+          (func (export "div_u") (param i32 i32) (result i32) (i32.div_u (local.get 0) (local.get 1)))
+          (func (export "rem_s") (param i32 i32) (result i32) (i32.rem_s (local.get 0) (local.get 1)))
+          (func (export "rem_u") (param i32 i32) (result i32) (i32.rem_u (local.get 0) (local.get 1)))
+          (func (export "rem_s_m1") (param i32) (result i32) (i32.rem_s (local.get 0) (i32.const -1)))
+          (func (export "div_s_3") (param i32) (result i32) (i32.div_s (local.get 0) (i32.const -3)))
+          (func (export "shl") (param i32 i32) (result i32) (i32.shl (local.get 0) (local.get 1)))
+          (func (export "shr_s") (param i32 i32) (result i32) (i32.shr_s (local.get 0) (local.get 1)))
+          (func (export "shr_u") (param i32 i32) (result i32) (i32.shr_u (local.get 0) (local.get 1)))
+          (func (export "rotl") (param i32 i32) (result i32) (i32.rotl (local.get 0) (local.get 1)))
+          (func (export "rotr") (param i32 i32) (result i32) (i32.rotr (local.get 0) (local.get 1)))
+          (func (export "clz") (param i32) (result i32) (i32.clz (local.get 0)))
+          (func (export "ctz") (param i32) (result i32) (i32.ctz (local.get 0)))
+          (func (export "popcnt") (param i32) (result i32) (i32.popcnt (local.get 0)))
+          (func (export "eqz") (param i32) (result i32) (i32.eqz (local.get 0)))
+          (func (export "lt_s") (param i32 i32) (result i32) (i32.lt_s (local.get 0) (local.get 1)))
+          (func (export "lt_u") (param i32 i32) (result i32) (i32.lt_u (local.get 0) (local.get 1)))
+          (func (export "ext8") (param i32) (result i32) (i32.extend8_s (local.get 0)))
+          (func (export "ext16") (param i32) (result i32) (i32.extend16_s (local.get 0)))
+          (func (export "i64_mul") (param i64 i64) (result i64) (i64.mul (local.get 0) (local.get 1)))
+          (func (export "i64_div_s") (param i64 i64) (result i64) (i64.div_s (local.get 0) (local.get 1)))
+          (func (export "i64_rem_s") (param i64 i64) (result i64) (i64.rem_s (local.get 0) (local.get 1)))
+          (func (export "i64_rotr") (param i64 i64) (result i64) (i64.rotr (local.get 0) (local.get 1)))
+          (func (export "i64_shl") (param i64 i64) (result i64) (i64.shl (local.get 0) (local.get 1)))
+          (func (export "i64_ext32") (param i64) (result i64) (i64.extend32_s (local.get 0)))
+          (func (export "i64_clz") (param i64) (result i64) (i64.clz (local.get 0)))
+          (func (export "i64_ctz") (param i64) (result i64) (i64.ctz (local.get 0)))
+          (func (export "wrap") (param i64) (result i32) (i32.wrap_i64 (local.get 0)))
+          (func (export "extend_u") (param i32) (result i64) (i64.extend_i32_u (local.get 0)))
+          (func (export "extend_s") (param i32) (result i64) (i64.extend_i32_s (local.get 0)))
+          (func (export "i64_ge_u") (param i64 i64) (result i32) (i64.ge_u (local.get 0) (local.get 1)))
+        )"#,
+    );
+    assert_eq!(call_i32(&mut i, "add", &[i32::MAX, 1]), i32::MIN);
+    assert_eq!(call_i32(&mut i, "sub", &[3, 5]), -2);
+    assert_eq!(call_i32(&mut i, "mul", &[-7, 6]), -42);
+    assert_eq!(call_i32(&mut i, "div_s", &[-7, 2]), -3);
+    assert_eq!(call_i32(&mut i, "div_u", &[-7, 2]), 0x7fff_fffc);
+    assert_eq!(call_i32(&mut i, "rem_s", &[-7, 2]), -1);
+    assert_eq!(call_i32(&mut i, "rem_s", &[i32::MIN, -1]), 0);
+    assert_eq!(call_i32(&mut i, "rem_s_m1", &[i32::MIN]), 0);
+    assert_eq!(call_i32(&mut i, "rem_u", &[-7, 2]), 1);
+    assert_eq!(call_i32(&mut i, "div_s_3", &[10]), -3);
+    assert_eq!(call_i32(&mut i, "shl", &[1, 33]), 2);
+    assert_eq!(call_i32(&mut i, "shr_s", &[-8, 1]), -4);
+    assert_eq!(call_i32(&mut i, "shr_s", &[-8, 65]), -4);
+    assert_eq!(call_i32(&mut i, "shr_u", &[-8, 1]), 0x7fff_fffc);
+    assert_eq!(call_i32(&mut i, "rotl", &[0x8000_0001u32 as i32, 1]), 3);
+    assert_eq!(call_i32(&mut i, "rotl", &[0x8000_0001u32 as i32, 33]), 3);
+    assert_eq!(call_i32(&mut i, "rotr", &[3, 1]), 0x8000_0001u32 as i32);
+    assert_eq!(call_i32(&mut i, "clz", &[1]), 31);
+    assert_eq!(call_i32(&mut i, "clz", &[0]), 32);
+    assert_eq!(call_i32(&mut i, "ctz", &[8]), 3);
+    assert_eq!(call_i32(&mut i, "ctz", &[0]), 32);
+    assert_eq!(call_i32(&mut i, "popcnt", &[-1]), 32);
+    assert_eq!(call_i32(&mut i, "eqz", &[0]), 1);
+    assert_eq!(call_i32(&mut i, "eqz", &[5]), 0);
+    assert_eq!(call_i32(&mut i, "lt_s", &[-1, 0]), 1);
+    assert_eq!(call_i32(&mut i, "lt_u", &[-1, 0]), 0);
+    assert_eq!(call_i32(&mut i, "ext8", &[0x80]), -128);
+    assert_eq!(call_i32(&mut i, "ext16", &[0x7fff]), 0x7fff);
+    assert_eq!(call_i64(&mut i, "i64_mul", &[1 << 40, 3]), 3 << 40);
+    assert_eq!(call_i64(&mut i, "i64_div_s", &[-100, 7]), -14);
+    assert_eq!(call_i64(&mut i, "i64_rem_s", &[i64::MIN, -1]), 0);
+    assert_eq!(call_i64(&mut i, "i64_rotr", &[1, 1]), i64::MIN);
+    assert_eq!(call_i64(&mut i, "i64_shl", &[1, 65]), 2);
+    assert_eq!(call_i64(&mut i, "i64_ext32", &[0xffff_ffff]), -1);
+    assert_eq!(call_i64(&mut i, "i64_clz", &[1]), 63);
+    assert_eq!(call_i64(&mut i, "i64_ctz", &[0]), 64);
+    assert_eq!(
+        i.call("wrap", &[ValRaw::i64(0x1_0000_0005)])[0].get_i32(),
+        5
+    );
+    assert_eq!(
+        i.call("extend_u", &[ValRaw::i32(-1)])[0].get_i64(),
+        0xffff_ffff
+    );
+    assert_eq!(i.call("extend_s", &[ValRaw::i32(-1)])[0].get_i64(), -1);
+    assert_eq!(
+        i.call("i64_ge_u", &[ValRaw::i64(-1), ValRaw::i64(1)])[0].get_i32(),
+        1
+    );
+    // Results are canonical ValRaws: zero above the value.
+    assert_eq!(
+        i.call("add", &[ValRaw::i32(-1), ValRaw::i32(0)])[0],
+        ValRaw::i32(-1)
+    );
+}
