@@ -294,6 +294,20 @@ impl Engine {
         }
     }
 
+    /// Stops tier-up: queued requests are dropped and no new ones are compiled; waits up to
+    /// `timeout` for a compile already under way to finish and returns whether it did. Call it
+    /// before the process exits (the `spate` command does), so no background thread is inside
+    /// LLVM while the process's static destructors run. Code already installed keeps running.
+    pub fn stop_tier_ups(&self, timeout: std::time::Duration) -> bool {
+        match self.0.tier_manager.get() {
+            Some(m) => {
+                m.cancel();
+                self.wait_for_tier_ups(timeout)
+            }
+            None => true,
+        }
+    }
+
     /// The tier manager, started on the first tier-up request (tiered mode only).
     pub(crate) fn tier_manager(&self) -> Option<&TierManager> {
         if self.0.config.tier != TierMode::Tiered {

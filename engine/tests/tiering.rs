@@ -342,3 +342,28 @@ fn a_rarely_iterating_outer_loop_hands_over_to_the_next_loop_inward() {
     assert!(outer > 3, "{outer}");
     assert_eq!(acc, nested_expect(5000, outer));
 }
+
+#[test]
+fn stopping_tier_up_drops_queued_work_and_keeps_installed_code() {
+    let engine = tiered_engine(0);
+    let module = Module::new(&engine, wat(MIX)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let inst = Linker::new(&engine)
+        .instantiate(&mut store, &module)
+        .unwrap();
+    let f = inst.get_typed_func::<i32, i32>(&store, "mix").unwrap();
+    assert_eq!(f.call(&mut store, 5).unwrap(), mix(5));
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    assert!(module.is_tiered_up(0), "{}", engine.stats());
+    assert!(engine.stop_tier_ups(PATIENCE));
+    // Requests after the stop are dropped: `direct` and `indirect` never tier up.
+    let direct = inst.get_typed_func::<i32, i32>(&store, "direct").unwrap();
+    for x in 0..100 {
+        assert_eq!(direct.call(&mut store, x).unwrap(), mix(x));
+    }
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    assert!(!module.is_tiered_up(1));
+    assert_eq!(engine.stats().tier_ups, 1);
+    // The installed code keeps running.
+    assert_eq!(f.call(&mut store, 6).unwrap(), mix(6));
+}

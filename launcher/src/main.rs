@@ -18,6 +18,9 @@ const EXIT_USAGE: u8 = 2;
 /// Exit status when the engine itself failed (panicked) on an input.
 const EXIT_INTERNAL: u8 = 3;
 
+/// How long the command waits at exit for a background tier-up compile under way.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many failures of one script are printed unless `--verbose` is given.
 const FAILURES_SHOWN: usize = 20;
 
@@ -218,6 +221,8 @@ fn wast(args: &WastArgs) -> ExitCode {
     if args.engine.stats {
         print_stats(&runner.stats());
     }
+    // No background compile may still be inside LLVM when the process exits.
+    runner.stop_tier_ups(EXIT_GRACE);
     if totals.failed == 0 {
         ExitCode::SUCCESS
     } else {

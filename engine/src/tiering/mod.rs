@@ -147,6 +147,8 @@ pub(crate) struct TierManager {
     pending: Arc<Mutex<Vec<Request>>>,
     /// Requests sent and not yet finished (for [`Engine::wait_for_tier_ups`]).
     outstanding: Arc<AtomicUsize>,
+    /// Set by [`TierManager::cancel`]: queued requests are dropped unstarted.
+    cancelled: Arc<AtomicBool>,
     seq: AtomicU64,
 }
 
@@ -156,19 +158,23 @@ impl TierManager {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
         let pending = Arc::new(Mutex::new(Vec::new()));
         let outstanding = Arc::new(AtomicUsize::new(0));
+        let cancelled = Arc::new(AtomicBool::new(false));
         for i in 0..threads.max(1) {
             let rx: Receiver<Request> = rx.clone();
             let pending = pending.clone();
             let outstanding = outstanding.clone();
             let tier = tier.clone();
             let engine = engine.clone();
+            let cancelled = cancelled.clone();
             std::thread::Builder::new()
                 .name(format!("spate-tier-up-{i}"))
                 .stack_size(COMPILE_THREAD_STACK)
                 .spawn(move || {
                     let mut compiler = tier.new_compiler();
                     while let Some(req) = next_request(&rx, &pending) {
-                        if let Some(engine) = engine.upgrade() {
+                        if !cancelled.load(Ordering::Acquire)
+                            && let Some(engine) = engine.upgrade()
+                        {
                             run(&engine, &mut *compiler, req);
                         }
                         outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -180,6 +186,7 @@ impl TierManager {
             tx,
             pending,
             outstanding,
+            cancelled,
             seq: AtomicU64::new(0),
         }
     }
@@ -196,6 +203,11 @@ impl TierManager {
         if self.tx.send(req).is_err() {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+
+    /// Drops every queued request and every later one; a compile already under way finishes.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
     }
 
     /// Whether every request sent so far has been handled.

@@ -78,6 +78,17 @@ impl WastRunner {
         self
     }
 
+    /// Stops background tier-up in the runner's engines (see [`spate::Engine::stop_tier_ups`]),
+    /// waiting up to `timeout` for compiles under way; call it before the process exits.
+    pub fn stop_tier_ups(&self, timeout: std::time::Duration) -> bool {
+        let main = self.engine.stop_tier_ups(timeout);
+        let multi = self
+            .multi_memory_engine
+            .as_ref()
+            .is_none_or(|e| e.stop_tier_ups(timeout));
+        main && multi
+    }
+
     /// The figures of the runner's engines (summed when there are two).
     pub fn stats(&self) -> spate::Stats {
         let mut s = self.engine.stats();
