@@ -185,7 +185,8 @@ pub(crate) struct EngineInner {
     /// The optimizing tier (absent in baseline mode).
     pub optimizing: Option<Arc<dyn Tier>>,
     pool: OnceLock<Sender<CompileJob>>,
-    pub tier_manager: OnceLock<TierManager>,
+    /// The tier manager once started (`None` inside if no thread could be started).
+    pub tier_manager: OnceLock<Option<TierManager>>,
     types: Mutex<TypeRegistry>,
     trampolines: Mutex<HashMap<u32, Arc<Trampolines>>>,
     pub stats: StatsCounters,
@@ -238,6 +239,8 @@ impl Engine {
     pub fn new(config: &Config) -> Result<Engine> {
         let options = CraneliftOptions {
             verify: config.verify,
+            // OSR transfers only where there is an optimizing tier to transfer to.
+            osr: config.tier == TierMode::Tiered,
             ..CraneliftOptions::default()
         };
         let baseline: Arc<dyn Tier> = Arc::new(
@@ -282,7 +285,7 @@ impl Engine {
     pub fn wait_for_tier_ups(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            match self.0.tier_manager.get() {
+            match self.0.tier_manager.get().and_then(Option::as_ref) {
                 None => return true,
                 Some(m) if m.idle() => return true,
                 Some(_) => {}
@@ -299,7 +302,7 @@ impl Engine {
     /// before the process exits (the `spate` command does), so no background thread is inside
     /// LLVM while the process's static destructors run. Code already installed keeps running.
     pub fn stop_tier_ups(&self, timeout: std::time::Duration) -> bool {
-        match self.0.tier_manager.get() {
+        match self.0.tier_manager.get().and_then(Option::as_ref) {
             Some(m) => {
                 m.cancel();
                 self.wait_for_tier_ups(timeout)
@@ -314,13 +317,16 @@ impl Engine {
             return None;
         }
         let tier = self.0.optimizing.as_ref()?;
-        Some(self.0.tier_manager.get_or_init(|| {
-            TierManager::start(
-                Arc::downgrade(&self.0),
-                tier.clone(),
-                self.0.config.tier_up_threads,
-            )
-        }))
+        self.0
+            .tier_manager
+            .get_or_init(|| {
+                TierManager::start(
+                    Arc::downgrade(&self.0),
+                    tier.clone(),
+                    self.0.config.tier_up_threads,
+                )
+            })
+            .as_ref()
     }
 
     /// Whether two handles are the same engine.

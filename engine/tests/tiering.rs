@@ -367,3 +367,41 @@ fn stopping_tier_up_drops_queued_work_and_keeps_installed_code() {
     // The installed code keeps running.
     assert_eq!(f.call(&mut store, 6).unwrap(), mix(6));
 }
+
+/// A recursive function with many locals and several OSR-eligible loops: the spill slot for OSR
+/// transfers is one per function (not one per loop), so deep recursion still fits the default
+/// 512 KiB wasm stack in every mode.
+#[test]
+fn osr_instrumentation_keeps_frames_small() {
+    let mut locals = String::new();
+    for i in 0..40 {
+        locals.push_str(&format!("(local $l{i} i64) "));
+    }
+    let mut loops = String::new();
+    for i in 0..10 {
+        loops.push_str(&format!(
+            "(local.set $l{i} (local.get 0)) (loop $k{i} (local.set $l{i} (i64.sub (local.get $l{i}) (i64.const 1))) (br_if $k{i} (i64.gt_s (local.get $l{i}) (i64.const 0)))) "
+        ));
+    }
+    let src = format!(
+        r#"(module (func $f (export "f") (param i64) (result i64) {locals}
+             {loops}
+             (if (result i64) (i64.eqz (local.get 0))
+               (then (i64.const 0))
+               (else (i64.add (i64.add (local.get $l3) (i64.const 1))
+                              (call $f (i64.sub (local.get 0) (i64.const 1))))))))"#
+    );
+    for mode in [TierMode::Baseline, TierMode::Tiered] {
+        let mut config = Config::new();
+        // A high threshold keeps the recursion on baseline frames.
+        config.tier(mode).tier_up_threshold(u32::MAX);
+        let engine = Engine::new(&config).unwrap();
+        let module = Module::new(&engine, wat(&src)).unwrap();
+        let mut store = Store::new(&engine, ());
+        let inst = Linker::new(&engine)
+            .instantiate(&mut store, &module)
+            .unwrap();
+        let f = inst.get_typed_func::<i64, i64>(&store, "f").unwrap();
+        assert_eq!(f.call(&mut store, 300).unwrap(), 300, "{mode}");
+    }
+}

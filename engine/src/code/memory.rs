@@ -129,10 +129,12 @@ impl Drop for CodeMemory {
     }
 }
 
-/// Looks up trap information for an address inside `functions` placed at `base`.
+/// Looks up trap information for an address inside `functions` placed at `base`; a function's
+/// `fault_trap` applies only when the signal is a memory fault (`memory_fault`).
 pub(crate) fn lookup_in(
     functions: &[FunctionMeta],
     offset: usize,
+    memory_fault: bool,
 ) -> Option<(TrapCode, u32, Option<u32>)> {
     let i = functions
         .partition_point(|f| f.start <= offset)
@@ -142,7 +144,8 @@ pub(crate) fn lookup_in(
         return None;
     }
     let rel = (offset - f.start) as u32;
-    let code = f.tables.trap_at(rel).or(f.tables.fault_trap)?;
+    let fault = f.tables.fault_trap.filter(|_| memory_fault);
+    let code = f.tables.trap_at(rel).or(fault)?;
     Some((code, f.func_index, f.tables.wasm_offset_at(rel)))
 }
 
@@ -151,4 +154,50 @@ pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p <= 0 { 4096 } else { p as usize }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spate_tiers::{CompiledFunction, TrapSite};
+
+    fn meta(start: usize, len: usize, tables: CompiledFunction) -> FunctionMeta {
+        FunctionMeta {
+            start,
+            len,
+            func_index: 7,
+            tables,
+        }
+    }
+
+    #[test]
+    fn fault_traps_cover_memory_faults_only() {
+        let listed = CompiledFunction {
+            traps: vec![TrapSite {
+                code_offset: 4,
+                trap: TrapCode::IntegerDivisionByZero,
+            }],
+            ..CompiledFunction::default()
+        };
+        let unlisted = CompiledFunction {
+            fault_trap: Some(TrapCode::MemoryOutOfBounds),
+            ..CompiledFunction::default()
+        };
+        let functions = [meta(0, 16, listed), meta(64, 32, unlisted)];
+        // A listed trap site counts whatever the signal.
+        assert_eq!(
+            lookup_in(&functions, 4, false).map(|t| t.0),
+            Some(TrapCode::IntegerDivisionByZero)
+        );
+        assert_eq!(lookup_in(&functions, 5, true), None);
+        // Anywhere in code with a fault trap: memory faults only.
+        assert_eq!(
+            lookup_in(&functions, 70, true).map(|t| (t.0, t.1)),
+            Some((TrapCode::MemoryOutOfBounds, 7))
+        );
+        assert_eq!(lookup_in(&functions, 70, false), None);
+        // Between and after functions: nothing.
+        assert_eq!(lookup_in(&functions, 20, true), None);
+        assert_eq!(lookup_in(&functions, 96, true), None);
+    }
 }

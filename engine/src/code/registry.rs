@@ -30,17 +30,18 @@ pub(crate) fn unregister(base: usize) {
         .remove(&base);
 }
 
-/// The trap at `pc`, if `pc` is a trap site in registered code.
+/// The trap at `pc`, if `pc` is a trap site in registered code. `memory_fault` says the signal
+/// was a memory fault (SIGSEGV/SIGBUS): only those count as a function's `fault_trap`.
 ///
 /// Called from the signal handler. The registry is only written while no wasm runs on the
 /// writing thread, so a handler never waits on its own thread.
-pub(crate) fn lookup_trap(pc: usize) -> Option<(TrapCode, TrapPc)> {
+pub(crate) fn lookup_trap(pc: usize, memory_fault: bool) -> Option<(TrapCode, TrapPc)> {
     let regions = REGIONS.read().unwrap_or_else(|e| e.into_inner());
     let (&base, region) = regions.range(..=pc).next_back()?;
     if pc >= base + region.len {
         return None;
     }
-    let (code, func_index, wasm_offset) = lookup_in(&region.functions, pc - base)?;
+    let (code, func_index, wasm_offset) = lookup_in(&region.functions, pc - base, memory_fault)?;
     Some((
         code,
         TrapPc {

@@ -154,11 +154,16 @@ pub(crate) struct TierManager {
 
 impl TierManager {
     /// Starts `threads` background compile threads for `tier`.
-    pub(crate) fn start(engine: Weak<EngineInner>, tier: Arc<dyn Tier>, threads: usize) -> Self {
+    pub(crate) fn start(
+        engine: Weak<EngineInner>,
+        tier: Arc<dyn Tier>,
+        threads: usize,
+    ) -> Option<Self> {
         let (tx, rx) = crossbeam_channel::unbounded::<Request>();
         let pending = Arc::new(Mutex::new(Vec::new()));
         let outstanding = Arc::new(AtomicUsize::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
+        let mut started = 0;
         for i in 0..threads.max(1) {
             let rx: Receiver<Request> = rx.clone();
             let pending = pending.clone();
@@ -166,29 +171,37 @@ impl TierManager {
             let tier = tier.clone();
             let engine = engine.clone();
             let cancelled = cancelled.clone();
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("spate-tier-up-{i}"))
                 .stack_size(COMPILE_THREAD_STACK)
                 .spawn(move || {
-                    let mut compiler = tier.new_compiler();
+                    // Created at the first request, so the thread is only ever inside LLVM
+                    // while a request is counted as outstanding.
+                    let mut compiler: Option<Box<dyn FunctionCompiler>> = None;
                     while let Some(req) = next_request(&rx, &pending) {
+                        // Counts the request done even if the compile panics past `guarded`.
+                        let _done = Done(&outstanding);
                         if !cancelled.load(Ordering::Acquire)
                             && let Some(engine) = engine.upgrade()
                         {
-                            run(&engine, &mut *compiler, req);
+                            let compiler = compiler.get_or_insert_with(|| tier.new_compiler());
+                            run(&engine, &mut **compiler, req);
                         }
-                        outstanding.fetch_sub(1, Ordering::AcqRel);
                     }
-                })
-                .expect("spawning a tier-up thread");
+                });
+            // A thread that cannot be started (a process or memory limit) only costs
+            // parallelism; with none, tier-up is off and the program stays on the baseline.
+            if spawned.is_ok() {
+                started += 1;
+            }
         }
-        TierManager {
+        (started > 0).then(|| TierManager {
             tx,
             pending,
             outstanding,
             cancelled,
             seq: AtomicU64::new(0),
-        }
+        })
     }
 
     fn send(&self, module: &Arc<ModuleInner>, def_index: u32, loop_index: Option<u32>) {
@@ -218,6 +231,15 @@ impl TierManager {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty()
+    }
+}
+
+/// Marks one request handled when dropped.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -313,7 +335,10 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
                 }
             }
             Err(e) => {
-                stats.record_failure(func_index, &e);
+                // A loop the tier declines (loop parameters, say) is not a failure.
+                if e.kind != spate_tiers::CompileErrorKind::Unsupported {
+                    stats.record_failure(func_index, &e);
+                }
                 OsrState::Failed
             }
         };
@@ -328,7 +353,7 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
         // The function's own code matters only at its next call: queue it behind whatever is
         // hotter instead of compiling it now.
         if tiering.state[def].load(Ordering::Acquire) == QUEUED
-            && let Some(m) = engine.tier_manager.get()
+            && let Some(m) = engine.tier_manager.get().and_then(Option::as_ref)
         {
             m.send(&module, req.def_index, None);
         }
@@ -712,7 +737,9 @@ impl Stats {
     /// Mean time from a tier-up request to the optimized code being installed.
     pub fn install_latency_mean(&self) -> Option<Duration> {
         let n = self.tier_ups + self.osr_compiled;
-        (n > 0).then(|| self.install_latency_total / n as u32)
+        (n > 0).then(|| {
+            Duration::from_nanos((self.install_latency_total.as_nanos() / u128::from(n)) as u64)
+        })
     }
 }
 

@@ -175,7 +175,8 @@ extern "C" fn handle_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
         (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RIP as usize] as usize
     };
     let in_wasm = JMP_BUF.with(|j| !j.get().is_null());
-    if in_wasm && let Some((code, loc)) = registry::lookup_trap(pc) {
+    let memory_fault = sig == libc::SIGSEGV || sig == libc::SIGBUS;
+    if in_wasm && let Some((code, loc)) = registry::lookup_trap(pc, memory_fault) {
         // SAFETY: we are on a thread inside `catch_traps`, interrupted in compiled wasm code
         // (the pc is a registered trap site), whose frames up to the entry need no cleanup.
         unsafe { raise(UnwindReason::Trap(code, Some(loc))) }

@@ -58,6 +58,10 @@ pub struct CraneliftOptions {
     pub opt_level: OptLevel,
     /// Register allocation algorithm.
     pub regalloc: RegallocAlgorithm,
+    /// Emit on-stack-replacement transfers at eligible loop headers (the `LoopTierUp` libcall
+    /// and the locals spill). Without it every loop header only counts its budget against
+    /// `TierUp`; engines with no optimizing tier turn it off so frames carry no spill slot.
+    pub osr: bool,
 }
 
 impl Default for CraneliftOptions {
@@ -66,6 +70,7 @@ impl Default for CraneliftOptions {
             verify: cfg!(debug_assertions),
             opt_level: OptLevel::None,
             regalloc: RegallocAlgorithm::SinglePass,
+            osr: true,
         }
     }
 }
@@ -152,7 +157,7 @@ impl CraneliftTier {
             isa: self.isa.clone(),
             ctx: Context::new(),
             builder_ctx: FunctionBuilderContext::new(),
-            state: translate::TranslatorState::default(),
+            state: translate::TranslatorState::new(self.options.osr),
         }
     }
 }

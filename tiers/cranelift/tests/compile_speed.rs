@@ -48,6 +48,7 @@ fn compile_speed() {
             verify: false,
             opt_level: opt,
             regalloc,
+            ..CraneliftOptions::default()
         })
         .unwrap();
         let mut compiler = tier.compiler();

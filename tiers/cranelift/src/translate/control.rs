@@ -14,6 +14,11 @@ use spate_tiers::{CompileError, TrapCode};
 use wasmparser::{BlockType, BrTable};
 
 use super::{FuncTranslator, trusted, trusted_readonly};
+
+/// Functions with more locals than this get no OSR transfers: the spill slot (16 bytes a local)
+/// would be part of every frame, and such functions are rarely the long-running loop nests OSR
+/// is for. Their loops still count the tier-up budget.
+const MAX_OSR_LOCALS: usize = 1024;
 use crate::cranelift_trap_code;
 
 /// One entry of the control stack.
@@ -106,7 +111,7 @@ impl FuncTranslator<'_> {
             .extend_from_slice(self.builder.block_params(header));
         let loop_index = self.loop_count;
         self.loop_count += 1;
-        let osr = if self.stack.is_empty() {
+        let osr = if self.stack.is_empty() && self.osr && self.locals.len() <= MAX_OSR_LOCALS {
             // Nothing lives on the operand stack: the loop can be left for an OSR entry that
             // takes the locals alone. The transfer prefers the outermost such loop enclosing
             // this one, where the inner loops start again from their own initial values.
@@ -491,11 +496,15 @@ impl FuncTranslator<'_> {
     fn emit_osr_transfer(&mut self, entry: ir::Value) {
         let slot_size = spate_tiers::abi::RET_AREA_SLOT;
         let n = self.locals.len() as u32;
-        let slot = self.builder.create_sized_stack_slot(ir::StackSlotData::new(
-            ir::StackSlotKind::ExplicitSlot,
-            (n * slot_size).max(slot_size),
-            4,
-        ));
+        // One slot per function, shared by every loop's transfer: each explicit slot is part
+        // of every frame of the function, used or not.
+        let slot = *self.osr_slot.get_or_insert_with(|| {
+            self.builder.create_sized_stack_slot(ir::StackSlotData::new(
+                ir::StackSlotKind::ExplicitSlot,
+                (n * slot_size).max(slot_size),
+                4,
+            ))
+        });
         let buf = self.builder.ins().stack_addr(types::I64, slot, 0);
         for i in 0..self.locals.len() {
             let v = self.builder.use_var(self.locals[i]);

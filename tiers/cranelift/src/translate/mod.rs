@@ -48,11 +48,23 @@ const MAX_LOCALS: u32 = 50_000;
 /// Buffers reused from one function to the next, so translating a function allocates little.
 #[derive(Default)]
 pub(crate) struct TranslatorState {
+    /// Whether to emit OSR transfers (`CraneliftOptions::osr`).
+    osr: bool,
     stack: Vec<Value>,
     control: Vec<ControlFrame>,
     locals: Vec<Variable>,
     signatures: HashMap<u32, SigRef>,
     reader_allocs: OperatorsReaderAllocations,
+}
+
+impl TranslatorState {
+    /// Fresh buffers; `osr` turns on-stack-replacement transfers on.
+    pub(crate) fn new(osr: bool) -> Self {
+        TranslatorState {
+            osr,
+            ..TranslatorState::default()
+        }
+    }
 }
 
 /// The state of the translation of one function body.
@@ -98,6 +110,10 @@ pub(crate) struct FuncTranslator<'a> {
     loop_count: u32,
     /// The signature of this function's OSR entries, once imported.
     osr_sig: Option<SigRef>,
+    /// Whether this function gets OSR transfers (the option, and few enough locals).
+    osr: bool,
+    /// The stack slot the locals are spilled to for an OSR transfer, shared by all its loops.
+    osr_slot: Option<StackSlot>,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into `func`.
@@ -148,6 +164,8 @@ pub(crate) fn translate_function(
         call_args: Vec::new(),
         loop_count: 0,
         osr_sig: None,
+        osr: state.osr,
+        osr_slot: None,
     };
     t.stack.clear();
     t.locals.clear();
