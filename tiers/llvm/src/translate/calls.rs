@@ -117,6 +117,20 @@ impl<'ctx> FuncTranslator<'ctx> {
         self.vmctx_array_ptr(Hoisted::Table(table), VMCTX_TABLES, table)
     }
 
+    /// Loads a function's current code from its entry (an `AtomicPtr` that tier-up stores to
+    /// with release ordering from another thread): an atomic monotonic load, the same `mov` as
+    /// a plain load on x86-64, but not a data race in LLVM's memory model, so LLVM may neither
+    /// merge nor hoist it across calls.
+    fn load_entry(&self, slot: PointerValue<'ctx>) -> PointerValue<'ctx> {
+        let v = self.load(self.ptr_type(), slot).into_pointer_value();
+        if let Some(inst) = inkwell::values::BasicValue::as_instruction_value(&v) {
+            inst.set_alignment(8)
+                .and_then(|()| inst.set_atomic_ordering(inkwell::AtomicOrdering::Monotonic))
+                .expect("an aligned pointer load can be atomic");
+        }
+        v
+    }
+
     /// The current code pointer and the callee context of a (non-null) `VMFuncRef`.
     fn func_ref_code_and_vmctx(
         &mut self,
@@ -125,7 +139,7 @@ impl<'ctx> FuncTranslator<'ctx> {
         let ptr = self.ptr_type();
         let entry_ptr = self.gep_const(func_ref, VMFUNCREF_ENTRY as u64);
         let entry = self.load(ptr, entry_ptr).into_pointer_value();
-        let code = self.load(ptr, entry).into_pointer_value();
+        let code = self.load_entry(entry);
         let vmctx_ptr = self.gep_const(func_ref, VMFUNCREF_VMCTX as u64);
         let vmctx = self.load(ptr, vmctx_ptr).into_pointer_value();
         (code, vmctx)
@@ -148,7 +162,7 @@ impl<'ctx> FuncTranslator<'ctx> {
                 // call: tier-up replaces it), the callee context is our own.
                 let entries = self.vmctx_ptr(VMCTX_ENTRIES);
                 let slot = self.gep_const(entries, u64::from(def_index) * 8);
-                let code = self.load(self.ptr_type(), slot).into_pointer_value();
+                let code = self.load_entry(slot);
                 (code, self.vmctx)
             }
             None => {
