@@ -4,18 +4,11 @@
 
 use spate::{Config, Engine, Extern, Func, Linker, Module, Store, Trap, Val};
 
-fn wat(src: &str) -> Vec<u8> {
-    let buf = wast::parser::ParseBuffer::new(src).expect("lexing test module");
-    let mut module = wast::parser::parse::<wast::Wat>(&buf).expect("parsing test module");
-    module.encode().expect("encoding test module")
-}
+mod common;
+use common::wat;
 
 fn instantiate(engine: &Engine, src: &str) -> (Store<()>, spate::Instance) {
-    let module = Module::new(engine, wat(src)).expect("module compiles");
-    let mut store = Store::new(engine, ());
-    let instance = Linker::new(engine)
-        .instantiate(&mut store, &module)
-        .expect("instantiates");
+    let (_, store, instance) = common::load(engine, src);
     (store, instance)
 }
 

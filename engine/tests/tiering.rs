@@ -2,14 +2,11 @@
 //! calling them, and a long loop in a function called once reaching optimized code through
 //! on-stack replacement.
 
-use spate::{Config, Engine, Extern, Func, Linker, Module, Store, TierMode, Val};
+use spate::{Config, Engine, Extern, Func, Module, Store, TierMode, Val};
 use std::time::{Duration, Instant};
 
-fn wat(src: &str) -> Vec<u8> {
-    let buf = wast::parser::ParseBuffer::new(src).expect("lexing test module");
-    let mut module = wast::parser::parse::<wast::Wat>(&buf).expect("parsing test module");
-    module.encode().expect("encoding test module")
-}
+mod common;
+use common::{load, wat};
 
 fn tiered_engine(threshold: u32) -> Engine {
     let mut config = Config::new();
@@ -52,11 +49,7 @@ const MIX: &str = r#"(module
 #[test]
 fn host_calls_stay_right_while_the_callee_is_swapped() {
     let engine = tiered_engine(50);
-    let module = Module::new(&engine, wat(MIX)).unwrap();
-    let mut store = Store::new(&engine, ());
-    let inst = Linker::new(&engine)
-        .instantiate(&mut store, &module)
-        .unwrap();
+    let (module, mut store, inst) = load(&engine, MIX);
     let f = inst.get_typed_func::<i32, i32>(&store, "mix").unwrap();
     let direct = inst.get_typed_func::<i32, i32>(&store, "direct").unwrap();
     let indirect = inst.get_typed_func::<i32, i32>(&store, "indirect").unwrap();
@@ -105,11 +98,7 @@ fn every_tier_mode_computes_the_same() {
         let mut config = Config::new();
         config.tier(mode).tier_up_threshold(0);
         let engine = Engine::new(&config).unwrap();
-        let module = Module::new(&engine, wat(MIX)).unwrap();
-        let mut store = Store::new(&engine, ());
-        let inst = Linker::new(&engine)
-            .instantiate(&mut store, &module)
-            .unwrap();
+        let (_module, mut store, inst) = load(&engine, MIX);
         let f = inst.get_typed_func::<i32, i32>(&store, "indirect").unwrap();
         for x in [0, 1, -1, 12345, i32::MIN, i32::MAX] {
             assert_eq!(f.call(&mut store, x).unwrap(), mix(x), "{mode} mix({x})");
@@ -346,11 +335,7 @@ fn a_rarely_iterating_outer_loop_hands_over_to_the_next_loop_inward() {
 #[test]
 fn stopping_tier_up_drops_queued_work_and_keeps_installed_code() {
     let engine = tiered_engine(0);
-    let module = Module::new(&engine, wat(MIX)).unwrap();
-    let mut store = Store::new(&engine, ());
-    let inst = Linker::new(&engine)
-        .instantiate(&mut store, &module)
-        .unwrap();
+    let (module, mut store, inst) = load(&engine, MIX);
     let f = inst.get_typed_func::<i32, i32>(&store, "mix").unwrap();
     assert_eq!(f.call(&mut store, 5).unwrap(), mix(5));
     assert!(engine.wait_for_tier_ups(PATIENCE));
@@ -396,11 +381,7 @@ fn osr_instrumentation_keeps_frames_small() {
         // A high threshold keeps the recursion on baseline frames.
         config.tier(mode).tier_up_threshold(u32::MAX);
         let engine = Engine::new(&config).unwrap();
-        let module = Module::new(&engine, wat(&src)).unwrap();
-        let mut store = Store::new(&engine, ());
-        let inst = Linker::new(&engine)
-            .instantiate(&mut store, &module)
-            .unwrap();
+        let (_module, mut store, inst) = load(&engine, &src);
         let f = inst.get_typed_func::<i64, i64>(&store, "f").unwrap();
         assert_eq!(f.call(&mut store, 300).unwrap(), 300, "{mode}");
     }

@@ -61,9 +61,39 @@ pub enum Libcall {
     LoopTierUp,
 }
 
+/// The kind of a libcall argument or result (after the leading `vmctx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibcallArg {
+    /// A wasm `i32` passed as a 32-bit integer.
+    I32,
+    /// A pointer-sized integer: a reference, or a code pointer.
+    Ptr,
+}
+
 impl Libcall {
     /// Number of entries in the libcall table.
     pub const COUNT: usize = 15;
+
+    /// The signature after the leading `vmctx`: parameter kinds and the result kind, as the
+    /// documentation of each libcall gives them. Every tier builds its call signatures from
+    /// this one table.
+    pub fn signature(self) -> (&'static [LibcallArg], Option<LibcallArg>) {
+        use LibcallArg::{I32, Ptr};
+        match self {
+            Libcall::MemoryGrow => (&[I32, I32], Some(I32)),
+            Libcall::MemoryFill => (&[I32, I32, I32, I32], None),
+            Libcall::MemoryCopy | Libcall::MemoryInit => (&[I32, I32, I32, I32, I32], None),
+            Libcall::DataDrop | Libcall::ElemDrop | Libcall::TierUp | Libcall::RaiseTrap => {
+                (&[I32], None)
+            }
+            Libcall::TableGet => (&[I32, I32], Some(Ptr)),
+            Libcall::TableSet => (&[I32, I32, Ptr], None),
+            Libcall::TableGrow => (&[I32, Ptr, I32], Some(I32)),
+            Libcall::TableFill => (&[I32, I32, Ptr, I32], None),
+            Libcall::TableCopy | Libcall::TableInit => (&[I32, I32, I32, I32, I32], None),
+            Libcall::LoopTierUp => (&[I32, I32, I32], Some(Ptr)),
+        }
+    }
 
     /// Byte offset of this libcall's entry in the table.
     pub fn table_offset(self) -> i32 {

@@ -95,10 +95,14 @@ impl Compilation {
         let def_index = self.submitted;
         self.submitted += 1;
         let func_index = self.info.num_imported_functions + def_index;
-        if let Some(bodies) = self.bodies.as_mut() {
+        // At most one copy of the body's bytes, shared by a pool compile job and (tiered mode)
+        // the optimizing tier's later recompilation; none when compiling inline untiered.
+        let bytes: Option<Arc<[u8]>> =
+            (self.bodies.is_some() || self.inline.is_none()).then(|| body.as_bytes().into());
+        if let (Some(bodies), Some(bytes)) = (self.bodies.as_mut(), &bytes) {
             bodies.push(Body {
                 offset: body.range().start,
-                bytes: body.as_bytes().into(),
+                bytes: bytes.clone(),
             });
         }
         if let Some(compiler) = self.inline.as_mut() {
@@ -115,7 +119,7 @@ impl Compilation {
             return;
         }
         let range = body.range();
-        let bytes: Box<[u8]> = body.as_bytes().into();
+        let bytes = bytes.expect("copied for the pool");
         let info = self.info.clone();
         let tx = self.tx.clone();
         engine.submit(Box::new(move |compiler| {

@@ -53,7 +53,7 @@ pub(crate) struct Body {
     /// Byte offset of the body in the module.
     pub offset: u64,
     /// The body's bytes.
-    pub bytes: Box<[u8]>,
+    pub bytes: Arc<[u8]>,
 }
 
 /// Why a loop's OSR entry was requested.
@@ -733,7 +733,36 @@ pub struct Stats {
     pub install_latency_max: Duration,
 }
 
+impl TierStats {
+    /// Adds `other`'s figures to these.
+    pub fn merge(&mut self, other: &TierStats) {
+        self.functions += other.functions;
+        self.osr_entries += other.osr_entries;
+        self.code_bytes += other.code_bytes;
+        self.compile_time += other.compile_time;
+    }
+}
+
 impl Stats {
+    /// Combines the figures of two engines (for a tool that runs several): counts and times add
+    /// up, the maximum latency is the larger one, and `other`'s last failure wins if it has one.
+    pub fn merge(&mut self, other: &Stats) {
+        self.baseline.merge(&other.baseline);
+        self.optimized.merge(&other.optimized);
+        self.tier_up_requests += other.tier_up_requests;
+        self.tier_ups += other.tier_ups;
+        self.osr_compiled += other.osr_compiled;
+        self.osr_entries += other.osr_entries;
+        self.osr_outer_entries += other.osr_outer_entries;
+        self.tier_up_failures += other.tier_up_failures;
+        self.install_latency_total += other.install_latency_total;
+        self.install_latency_max = self.install_latency_max.max(other.install_latency_max);
+        if other.last_tier_up_failure.is_some() {
+            self.last_tier_up_failure
+                .clone_from(&other.last_tier_up_failure);
+        }
+    }
+
     /// Mean time from a tier-up request to the optimized code being installed.
     pub fn install_latency_mean(&self) -> Option<Duration> {
         let n = self.tier_ups + self.osr_compiled;
@@ -791,6 +820,40 @@ mod tests {
 
     fn p(osr: bool, heat: u32, seq: u64) -> Priority {
         Priority { osr, heat, seq }
+    }
+
+    #[test]
+    fn stats_of_two_engines_merge() {
+        let tier = |n: u64| TierStats {
+            functions: n,
+            osr_entries: n,
+            code_bytes: 10 * n,
+            compile_time: Duration::from_millis(n),
+        };
+        let mut a = Stats {
+            baseline: tier(1),
+            optimized: tier(2),
+            tier_ups: 3,
+            install_latency_total: Duration::from_millis(4),
+            install_latency_max: Duration::from_millis(4),
+            last_tier_up_failure: Some("a".into()),
+            ..Stats::default()
+        };
+        let b = Stats {
+            baseline: tier(10),
+            tier_ups: 1,
+            osr_outer_entries: 2,
+            install_latency_total: Duration::from_millis(1),
+            install_latency_max: Duration::from_millis(1),
+            ..Stats::default()
+        };
+        a.merge(&b);
+        assert_eq!(a.baseline, tier(11));
+        assert_eq!(a.optimized, tier(2));
+        assert_eq!((a.tier_ups, a.osr_outer_entries), (4, 2));
+        assert_eq!(a.install_latency_total, Duration::from_millis(5));
+        assert_eq!(a.install_latency_max, Duration::from_millis(4));
+        assert_eq!(a.last_tier_up_failure.as_deref(), Some("a"));
     }
 
     #[test]

@@ -93,27 +93,7 @@ impl WastRunner {
     pub fn stats(&self) -> spate::Stats {
         let mut s = self.engine.stats();
         if let Some(m) = &self.multi_memory_engine {
-            let t = m.stats();
-            for (a, b) in [
-                (&mut s.baseline, &t.baseline),
-                (&mut s.optimized, &t.optimized),
-            ] {
-                a.functions += b.functions;
-                a.osr_entries += b.osr_entries;
-                a.code_bytes += b.code_bytes;
-                a.compile_time += b.compile_time;
-            }
-            s.tier_up_requests += t.tier_up_requests;
-            s.tier_ups += t.tier_ups;
-            s.osr_compiled += t.osr_compiled;
-            s.osr_entries += t.osr_entries;
-            s.osr_outer_entries += t.osr_outer_entries;
-            s.tier_up_failures += t.tier_up_failures;
-            s.install_latency_total += t.install_latency_total;
-            s.install_latency_max = s.install_latency_max.max(t.install_latency_max);
-            if t.last_tier_up_failure.is_some() {
-                s.last_tier_up_failure = t.last_tier_up_failure;
-            }
+            s.merge(&m.stats());
         }
         s
     }

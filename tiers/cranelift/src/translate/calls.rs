@@ -9,7 +9,7 @@ use cranelift_codegen::ir::{
     self, AbiParam, InstBuilder, SigRef, StackSlotData, StackSlotKind, Value, types,
 };
 use spate_tiers::abi::RET_AREA_SLOT;
-use spate_tiers::libcall::Libcall;
+use spate_tiers::libcall::{Libcall, LibcallArg};
 use spate_tiers::vmctx::{
     VMCTX_ENTRIES, VMCTX_FUNC_REFS, VMCTX_LIBCALLS, VMCTX_TABLES, VMCTX_TYPE_IDS, VMFUNCREF_ENTRY,
     VMFUNCREF_TYPE_ID, VMFUNCREF_VMCTX, VMTABLE_BASE, VMTABLE_LENGTH,
@@ -22,22 +22,11 @@ use crate::{cranelift_trap_code, value_type_or_err, wasm_signature};
 const I32: ir::Type = types::I32;
 const I64: ir::Type = types::I64;
 
-/// The signature of a libcall after its leading `vmctx` argument: parameter types and the
-/// result type, as documented in [`spate_tiers::libcall`].
-pub(crate) fn libcall_signature(libcall: Libcall) -> (&'static [ir::Type], Option<ir::Type>) {
-    match libcall {
-        Libcall::MemoryGrow => (&[I32, I32], Some(I32)),
-        Libcall::MemoryFill => (&[I32, I32, I32, I32], None),
-        Libcall::MemoryCopy | Libcall::MemoryInit => (&[I32, I32, I32, I32, I32], None),
-        Libcall::DataDrop | Libcall::ElemDrop | Libcall::TierUp | Libcall::RaiseTrap => {
-            (&[I32], None)
-        }
-        Libcall::LoopTierUp => (&[I32, I32, I32], Some(I64)),
-        Libcall::TableGet => (&[I32, I32], Some(I64)),
-        Libcall::TableSet => (&[I32, I32, I64], None),
-        Libcall::TableGrow => (&[I32, I64, I32], Some(I32)),
-        Libcall::TableFill => (&[I32, I32, I64, I32], None),
-        Libcall::TableCopy | Libcall::TableInit => (&[I32, I32, I32, I32, I32], None),
+/// The Cranelift type of a libcall argument kind.
+fn libcall_type(a: LibcallArg) -> ir::Type {
+    match a {
+        LibcallArg::I32 => I32,
+        LibcallArg::Ptr => I64,
     }
 }
 
@@ -62,11 +51,13 @@ impl FuncTranslator<'_> {
         if let Some(sig) = self.libcall_signatures[libcall as usize] {
             return sig;
         }
-        let (params, result) = libcall_signature(libcall);
+        let (params, result) = libcall.signature();
         let mut sig = ir::Signature::new(self.call_conv);
         sig.params.push(AbiParam::new(I64));
-        sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
-        sig.returns.extend(result.map(AbiParam::new));
+        sig.params
+            .extend(params.iter().map(|&a| AbiParam::new(libcall_type(a))));
+        sig.returns
+            .extend(result.map(|a| AbiParam::new(libcall_type(a))));
         let sig = self.builder.import_signature(sig);
         self.libcall_signatures[libcall as usize] = Some(sig);
         sig

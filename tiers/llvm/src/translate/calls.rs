@@ -10,7 +10,7 @@ use inkwell::IntPredicate;
 use inkwell::types::{BasicMetadataTypeEnum, BasicTypeEnum, FunctionType};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, IntValue, PointerValue};
 use spate_tiers::abi::RET_AREA_SLOT;
-use spate_tiers::libcall::Libcall;
+use spate_tiers::libcall::{Libcall, LibcallArg};
 use spate_tiers::vmctx::{
     VMCTX_ENTRIES, VMCTX_FUNC_REFS, VMCTX_LIBCALLS, VMCTX_TABLES, VMCTX_TYPE_IDS, VMFUNCREF_ENTRY,
     VMFUNCREF_TYPE_ID, VMFUNCREF_VMCTX, VMTABLE_BASE, VMTABLE_LENGTH,
@@ -19,45 +19,18 @@ use spate_tiers::{CompileError, TrapCode};
 
 use super::{FuncTranslator, Hoisted, wasm_fn_type};
 
-/// Argument kinds of libcalls after the leading `vmctx`.
-#[derive(Clone, Copy)]
-enum Arg {
-    I32,
-    Ptr,
-}
-
-/// The signature of a libcall after its leading `vmctx` argument: parameter kinds and the
-/// result kind, as documented in [`spate_tiers::libcall`].
-fn libcall_signature(libcall: Libcall) -> (&'static [Arg], Option<Arg>) {
-    use Arg::{I32, Ptr};
-    match libcall {
-        Libcall::MemoryGrow => (&[I32, I32], Some(I32)),
-        Libcall::MemoryFill => (&[I32, I32, I32, I32], None),
-        Libcall::MemoryCopy | Libcall::MemoryInit => (&[I32, I32, I32, I32, I32], None),
-        Libcall::DataDrop | Libcall::ElemDrop | Libcall::TierUp | Libcall::RaiseTrap => {
-            (&[I32], None)
-        }
-        Libcall::TableGet => (&[I32, I32], Some(Ptr)),
-        Libcall::TableSet => (&[I32, I32, Ptr], None),
-        Libcall::TableGrow => (&[I32, Ptr, I32], Some(I32)),
-        Libcall::TableFill => (&[I32, I32, Ptr, I32], None),
-        Libcall::TableCopy | Libcall::TableInit => (&[I32, I32, I32, I32, I32], None),
-        Libcall::LoopTierUp => (&[I32, I32, I32], Some(Ptr)),
-    }
-}
-
 impl<'ctx> FuncTranslator<'ctx> {
-    fn arg_type(&self, a: Arg) -> BasicTypeEnum<'ctx> {
+    fn arg_type(&self, a: LibcallArg) -> BasicTypeEnum<'ctx> {
         match a {
-            Arg::I32 => self.ctx.i32_type().into(),
+            LibcallArg::I32 => self.ctx.i32_type().into(),
             // References and pointers are pointer-sized integers, as on the operand stack.
-            Arg::Ptr => self.ctx.i64_type().into(),
+            LibcallArg::Ptr => self.ctx.i64_type().into(),
         }
     }
 
     /// The LLVM type of a libcall: `(vmctx, args..) -> result`.
     pub(crate) fn libcall_type(&self, libcall: Libcall) -> FunctionType<'ctx> {
-        let (params, result) = libcall_signature(libcall);
+        let (params, result) = libcall.signature();
         let mut tys: Vec<BasicMetadataTypeEnum<'ctx>> = vec![self.ptr_type().into()];
         tys.extend(
             params
