@@ -55,6 +55,31 @@ impl std::str::FromStr for TierMode {
     }
 }
 
+/// When the first tier compiles a streamed module's functions, and so when
+/// [`ModuleStream::finish`](crate::ModuleStream::finish) (and [`Module::new`](crate::Module::new))
+/// returns.
+///
+/// With the lazy strategies a module is ready as soon as its last byte is validated (bodies are
+/// validated as they arrive, so an invalid module is still rejected by `finish`); a function
+/// without code at that point gets a small thunk in its entry, and its first call compiles it on
+/// a dedicated thread while the caller waits, then installs the code like tier-up does. A
+/// compiler failure in such a function (an internal error, never a validation error) then
+/// surfaces as an error of that call rather than of the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompileStrategy {
+    /// `finish` waits until every function is compiled.
+    Eager,
+    /// Bodies are compiled by the pool as they arrive; `finish` does not wait for the pool, and a
+    /// first call of a function the pool has not reached compiles it at once. Needs a pool (more
+    /// than one compile thread); with one thread, or in [`TierMode::Optimized`], this is
+    /// [`Eager`](CompileStrategy::Eager).
+    #[default]
+    Background,
+    /// Nothing is compiled before it is first called: the least work for huge modules of which
+    /// little runs. Not in [`TierMode::Optimized`] (which compiles everything first).
+    OnFirstCall,
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,6 +90,7 @@ pub struct Config {
     pub(crate) tier_up_threads: usize,
     pub(crate) verify: bool,
     pub(crate) multi_memory: bool,
+    pub(crate) lazy: CompileStrategy,
 }
 
 impl Default for Config {
@@ -82,6 +108,7 @@ impl Default for Config {
             tier_up_threshold: 10_000,
             verify: cfg!(debug_assertions),
             multi_memory: false,
+            lazy: CompileStrategy::Background,
         }
     }
 }
@@ -109,6 +136,18 @@ impl Config {
     pub fn compile_threads(&mut self, n: usize) -> &mut Self {
         self.compile_threads = n.max(1);
         self
+    }
+
+    /// When a streamed module's functions are compiled by the first tier (default:
+    /// [`CompileStrategy::Background`]). See [`CompileStrategy`].
+    pub fn compile_strategy(&mut self, strategy: CompileStrategy) -> &mut Self {
+        self.lazy = strategy;
+        self
+    }
+
+    /// The selected compile strategy.
+    pub fn compile_strategy_in_use(&self) -> CompileStrategy {
+        self.lazy
     }
 
     /// Bytes of native stack wasm code may use before a call traps with
@@ -185,6 +224,9 @@ pub(crate) struct EngineInner {
     /// The optimizing tier (absent in baseline mode).
     pub optimizing: Option<Arc<dyn Tier>>,
     pool: OnceLock<Sender<CompileJob>>,
+    /// The thread compiling functions a first call is waiting for (`None` inside if it could
+    /// not be started).
+    urgent: OnceLock<Option<Sender<CompileJob>>>,
     /// The tier manager once started (`None` inside if no thread could be started).
     pub tier_manager: OnceLock<Option<TierManager>>,
     types: Mutex<TypeRegistry>,
@@ -259,6 +301,7 @@ impl Engine {
             baseline,
             optimizing,
             pool: OnceLock::new(),
+            urgent: OnceLock::new(),
             tier_manager: OnceLock::new(),
             types: Mutex::new(TypeRegistry::default()),
             trampolines: Mutex::new(HashMap::new()),
@@ -394,27 +437,87 @@ impl Engine {
         Ok(t)
     }
 
-    /// Sends a job to the compile pool, starting the pool's threads on first use.
+    /// The strategy streamed modules actually use (see [`CompileStrategy`]).
+    pub(crate) fn compile_strategy(&self) -> CompileStrategy {
+        let c = &self.0.config;
+        match c.lazy {
+            _ if c.tier == TierMode::Optimized => CompileStrategy::Eager,
+            CompileStrategy::Background if c.compile_threads <= 1 => CompileStrategy::Eager,
+            s => s,
+        }
+    }
+
+    /// Sends a job to the compile pool, starting the pool's threads on first use. Pool threads
+    /// run at a lower scheduling priority than the program and the urgent compile thread, so
+    /// background compilation of a streamed module does not slow down code that already runs.
     pub(crate) fn submit(&self, job: CompileJob) {
         let tx = self.0.pool.get_or_init(|| {
             let (tx, rx) = crossbeam_channel::unbounded::<CompileJob>();
             for i in 0..self.0.config.compile_threads {
-                let rx: Receiver<CompileJob> = rx.clone();
-                let tier = self.0.first_tier().clone();
-                std::thread::Builder::new()
-                    .name(format!("spate-compile-{i}"))
-                    .stack_size(crate::tiering::COMPILE_THREAD_STACK)
-                    .spawn(move || {
-                        let mut compiler = tier.new_compiler();
-                        while let Ok(job) = rx.recv() {
-                            job(&mut *compiler);
-                        }
-                    })
+                spawn_compile_thread(self, format!("spate-compile-{i}"), rx.clone(), true)
                     .expect("spawning a compile thread");
             }
             tx
         });
         // The pool's threads only stop when the sender is dropped, which happens with the engine.
         let _ = tx.send(job);
+    }
+
+    /// Runs `job` on the urgent compile thread (started on first use) and waits for it; runs
+    /// it on the calling thread if that thread cannot be started.
+    pub(crate) fn compile_urgent(&self, job: CompileJob) {
+        let tx = self.0.urgent.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<CompileJob>();
+            spawn_compile_thread(self, "spate-compile-urgent".into(), rx, false).map(|_| tx)
+        });
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let job: CompileJob = Box::new(move |compiler| {
+            job(compiler);
+            let _ = done_tx.send(());
+        });
+        match tx {
+            Some(tx) => {
+                if let Err(crossbeam_channel::SendError(job)) = tx.send(job) {
+                    job(&mut *self.0.first_tier().new_compiler());
+                }
+            }
+            None => job(&mut *self.0.first_tier().new_compiler()),
+        }
+        let _ = done_rx.recv();
+    }
+}
+
+/// Starts a thread that runs compile jobs from `rx` with its own first-tier compiler until the
+/// channel closes; `background` lowers its scheduling priority.
+fn spawn_compile_thread(
+    engine: &Engine,
+    name: String,
+    rx: Receiver<CompileJob>,
+    background: bool,
+) -> Option<()> {
+    let tier = engine.0.first_tier().clone();
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(crate::tiering::COMPILE_THREAD_STACK)
+        .spawn(move || {
+            if background {
+                lower_thread_priority();
+            }
+            let mut compiler = tier.new_compiler();
+            while let Ok(job) = rx.recv() {
+                job(&mut *compiler);
+            }
+        })
+        .ok()
+        .map(|_| ())
+}
+
+/// Makes the calling thread yield to normal-priority threads (nice +5); best effort.
+fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes this
+    // thread's nice value (Linux applies PRIO_PROCESS to a single thread when given a tid).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 5);
     }
 }

@@ -94,6 +94,8 @@ pub(crate) struct ModuleInner {
     pub budgets: Box<[AtomicI32]>,
     /// Tier-up state and the bodies to recompile (tiered mode only).
     pub tiering: Option<crate::tiering::ModuleTiering>,
+    /// Lazy compilation state when the module was ready before all its code was.
+    pub lazy: Option<Arc<crate::code::lazy::LazyCode>>,
     pub compile_time: Duration,
     pub size: usize,
 }

@@ -125,7 +125,10 @@ fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
     let mut rows = Vec::new();
     for &threads in &opts.threads {
         let mut config = spate::Config::new();
-        config.compile_threads(threads);
+        // Measures compilation itself: `Module::new` returns when every function is compiled.
+        config
+            .compile_threads(threads)
+            .compile_strategy(spate::CompileStrategy::Eager);
         let engine = spate::Engine::new(&config)?;
         let variants: &[(&str, Option<usize>)] = if opts.stream {
             &[("whole", None), ("stream", Some(opts.chunk))]

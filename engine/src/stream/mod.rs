@@ -13,7 +13,8 @@
 mod sections;
 
 use crate::code::CodeMemory;
-use crate::engine::{Engine, TierMode};
+use crate::code::lazy::{self, LazyCode};
+use crate::engine::{CompileStrategy, Engine, TierMode};
 use crate::module::{Module, ModuleInner};
 use crate::tiering::{Body, ModuleTiering};
 use anyhow::Result;
@@ -83,6 +84,10 @@ struct Compilation {
     errors: Vec<ModuleError>,
     /// Bodies kept for the optimizing tier (tiered mode only).
     bodies: Option<Vec<Body>>,
+    /// Lazy compilation: bodies are validated here and compiled by the pool or at first call.
+    lazy: Option<Arc<LazyCode>>,
+    /// Reused by the validation of bodies on the feeding thread (lazy compilation).
+    allocs: wasmparser::FuncValidatorAllocations,
 }
 
 impl Compilation {
@@ -95,6 +100,27 @@ impl Compilation {
         let def_index = self.submitted;
         self.submitted += 1;
         let func_index = self.info.num_imported_functions + def_index;
+        if let Some(lazy) = &self.lazy {
+            // Validated now, so the module is known valid when its last byte is in.
+            let mut validator = to_validate.into_validator(std::mem::take(&mut self.allocs));
+            let valid = validator.validate(body);
+            self.allocs = validator.into_allocations();
+            if let Err(e) = valid {
+                // The module is rejected by `finish`; nothing to compile.
+                self.errors.push(e.into());
+                return;
+            }
+            let bytes: Arc<[u8]> = body.as_bytes().into();
+            let offset = body.range().start;
+            if let Some(bodies) = self.bodies.as_mut() {
+                bodies.push(Body {
+                    offset,
+                    bytes: bytes.clone(),
+                });
+            }
+            lazy.submit(engine, def_index, Body { offset, bytes });
+            return;
+        }
         // At most one copy of the body's bytes, shared by a pool compile job and (tiered mode)
         // the optimizing tier's later recompilation; none when compiling inline untiered.
         let bytes: Option<Arc<[u8]>> =
@@ -147,8 +173,12 @@ impl Compilation {
         }
     }
 
-    /// Waits for every submitted body.
+    /// Waits for every submitted body (nothing to wait for with lazy compilation: the bodies
+    /// are validated, and compile errors are collected by the lazy state).
     fn wait(&mut self, engine: &Engine) {
+        if self.lazy.is_some() {
+            return;
+        }
         let outstanding = self.submitted as usize
             - self.results.iter().filter(|r| r.is_some()).count()
             - self.errors.len();
@@ -277,6 +307,47 @@ impl ModuleStream {
             return Err(e.into());
         }
         let n = comp.info.num_imported_functions;
+        let threshold = self.engine.0.config.tier_up_budget();
+        let parts = Parts {
+            engine: self.engine.clone(),
+            info: comp.info.clone(),
+            decls: self.decls,
+            tiering: comp.bodies.take().map(ModuleTiering::new),
+            started: self.started,
+            size: self.total,
+            threshold,
+        };
+        if let Some(lazy) = comp.lazy.take() {
+            let module = lazy.finish(|held| {
+                let count = held.len();
+                let (mut ready, mut ready_defs, mut thunk_defs) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                for (def, f) in held.into_iter().enumerate() {
+                    match f {
+                        Some(f) => {
+                            ready_defs.push(def as u32);
+                            ready.push((n + def as u32, f));
+                        }
+                        None => thunk_defs.push(def as u32),
+                    }
+                }
+                let code = CodeMemory::new(ready)
+                    .map_err(|e| anyhow::anyhow!("cannot allocate code memory: {e}"))?;
+                let (thunk_code, thunk_ptrs) = if thunk_defs.is_empty() {
+                    (None, Vec::new())
+                } else {
+                    let (m, p) = lazy::thunks(&lazy, &thunk_defs)
+                        .map_err(|e| anyhow::anyhow!("cannot allocate code memory: {e}"))?;
+                    (Some(m), p)
+                };
+                let entries = lazy::entries(&code, &ready_defs, &thunk_ptrs, &thunk_defs, count);
+                Ok((
+                    parts.assemble(code, entries, Some(lazy.clone())),
+                    thunk_code,
+                ))
+            })?;
+            return Ok(Module(module));
+        }
         let functions: Vec<(u32, CompiledFunction)> = comp
             .results
             .into_iter()
@@ -288,38 +359,7 @@ impl ModuleStream {
         let entries: Box<[AtomicPtr<u8>]> = (0..code.functions().len())
             .map(|i| AtomicPtr::new(code.function_ptr(i) as *mut u8))
             .collect();
-        let threshold = self.engine.0.config.tier_up_budget();
-        // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
-        let budgets: Box<[AtomicI32]> = (0..2 * entries.len())
-            .map(|i| AtomicI32::new(if i < entries.len() { threshold } else { 0 }))
-            .collect();
-        let d = self.decls;
-        let type_ids = d
-            .func_types
-            .iter()
-            .map(|t| self.engine.type_id(t))
-            .collect();
-        Ok(Module(Arc::new(ModuleInner {
-            engine: self.engine.clone(),
-            info: comp.info,
-            func_types: d.func_types,
-            type_ids,
-            imports: d.imports,
-            exports: d.exports,
-            start: d.start,
-            global_types: d.global_types,
-            global_inits: d.global_inits,
-            table_types: d.table_types,
-            memory_types: d.memory_types,
-            elements: d.elements,
-            data: d.data,
-            code,
-            entries,
-            budgets,
-            tiering: comp.bodies.map(ModuleTiering::new),
-            compile_time: self.started.elapsed(),
-            size: self.total,
-        })))
+        Ok(Module(parts.assemble(code, entries, None)))
     }
 
     /// Records a failure; waits for outstanding compilation so the lowest-offset error wins.
@@ -342,6 +382,12 @@ impl ModuleStream {
         let results = (0..info.num_defined_functions()).map(|_| None).collect();
         let bodies = (engine.0.config.tier == TierMode::Tiered)
             .then(|| Vec::with_capacity(info.num_defined_functions() as usize));
+        let lazy = match engine.compile_strategy() {
+            CompileStrategy::Eager => None,
+            CompileStrategy::Background => Some(LazyCode::new(info.clone(), true)),
+            CompileStrategy::OnFirstCall => Some(LazyCode::new(info.clone(), false)),
+        };
+        let inline = inline.filter(|_| lazy.is_none());
         Compilation {
             info,
             tx,
@@ -351,6 +397,8 @@ impl ModuleStream {
             results,
             errors: Vec::new(),
             bodies,
+            lazy,
+            allocs: Default::default(),
         }
     }
 
@@ -421,6 +469,59 @@ impl ModuleStream {
             self.pos = 0;
         }
         Ok(())
+    }
+}
+
+/// Everything but the code that goes into a [`ModuleInner`].
+struct Parts {
+    engine: Engine,
+    info: Arc<ModuleInfo>,
+    decls: Declarations,
+    tiering: Option<ModuleTiering>,
+    started: Instant,
+    size: usize,
+    threshold: i32,
+}
+
+impl Parts {
+    fn assemble(
+        self,
+        code: CodeMemory,
+        entries: Box<[AtomicPtr<u8>]>,
+        lazy: Option<Arc<LazyCode>>,
+    ) -> Arc<ModuleInner> {
+        // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
+        let budgets: Box<[AtomicI32]> = (0..2 * entries.len())
+            .map(|i| AtomicI32::new(if i < entries.len() { self.threshold } else { 0 }))
+            .collect();
+        let d = self.decls;
+        let type_ids = d
+            .func_types
+            .iter()
+            .map(|t| self.engine.type_id(t))
+            .collect();
+        Arc::new(ModuleInner {
+            engine: self.engine,
+            info: self.info,
+            func_types: d.func_types,
+            type_ids,
+            imports: d.imports,
+            exports: d.exports,
+            start: d.start,
+            global_types: d.global_types,
+            global_inits: d.global_inits,
+            table_types: d.table_types,
+            memory_types: d.memory_types,
+            elements: d.elements,
+            data: d.data,
+            code,
+            entries,
+            budgets,
+            tiering: self.tiering,
+            lazy,
+            compile_time: self.started.elapsed(),
+            size: self.size,
+        })
     }
 }
 

@@ -613,6 +613,8 @@ pub(crate) struct StatsCounters {
     pub install_latency_total_ns: AtomicU64,
     pub install_latency_max_ns: AtomicU64,
     pub last_failure: Mutex<Option<String>>,
+    pub first_call_compiles: AtomicU64,
+    pub first_call_wait_ns: AtomicU64,
 }
 
 /// Per-tier counters.
@@ -687,6 +689,8 @@ impl StatsCounters {
             install_latency_max: Duration::from_nanos(
                 self.install_latency_max_ns.load(Ordering::Relaxed),
             ),
+            first_call_compiles: self.first_call_compiles.load(Ordering::Relaxed),
+            first_call_wait: Duration::from_nanos(self.first_call_wait_ns.load(Ordering::Relaxed)),
         }
     }
 }
@@ -731,6 +735,11 @@ pub struct Stats {
     pub install_latency_total: Duration,
     /// Longest time from request to install.
     pub install_latency_max: Duration,
+    /// Functions of lazily compiled modules (see [`crate::CompileStrategy`]) whose first call
+    /// compiled them because the compile pool had not.
+    pub first_call_compiles: u64,
+    /// Total time first calls waited for a function's code (compiling it, or for the pool).
+    pub first_call_wait: Duration,
 }
 
 impl TierStats {
@@ -757,6 +766,8 @@ impl Stats {
         self.tier_up_failures += other.tier_up_failures;
         self.install_latency_total += other.install_latency_total;
         self.install_latency_max = self.install_latency_max.max(other.install_latency_max);
+        self.first_call_compiles += other.first_call_compiles;
+        self.first_call_wait += other.first_call_wait;
         if other.last_tier_up_failure.is_some() {
             self.last_tier_up_failure
                 .clone_from(&other.last_tier_up_failure);
@@ -805,6 +816,14 @@ impl std::fmt::Display for Stats {
                 "\nrequest-to-install mean {:.2} ms, max {:.2} ms",
                 ms(mean),
                 ms(self.install_latency_max)
+            )?;
+        }
+        if self.first_call_compiles > 0 {
+            write!(
+                f,
+                "\ncompiled at first call {} (callers waited {:.2} ms in all)",
+                self.first_call_compiles,
+                ms(self.first_call_wait)
             )?;
         }
         if let Some(e) = &self.last_tier_up_failure {

@@ -258,21 +258,32 @@ impl FunctionCompiler for CraneliftCompiler {
         validator: Option<&mut FuncValidator<ValidatorResources>>,
     ) -> Result<CompiledFunction, CompileError> {
         self.ctx.clear();
-        let translated = translate::translate_function(
-            &mut self.ctx.func,
-            &mut self.builder_ctx,
-            &mut self.state,
-            &*self.isa,
-            module,
-            func_index,
-            body,
-            validator,
-        );
-        if let Err(e) = translated {
-            self.ctx.clear();
-            return Err(e);
-        }
-        self.finish()
+        // A panic (a translator bug, or a body given without a validator that is not valid
+        // after all) can leave Cranelift's contexts half-built; start the next function from
+        // fresh ones rather than from that state.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let translated = translate::translate_function(
+                &mut self.ctx.func,
+                &mut self.builder_ctx,
+                &mut self.state,
+                &*self.isa,
+                module,
+                func_index,
+                body,
+                validator,
+            );
+            if let Err(e) = translated {
+                self.ctx.clear();
+                return Err(e);
+            }
+            self.finish()
+        }));
+        r.unwrap_or_else(|panic| {
+            self.ctx = Context::new();
+            self.builder_ctx = FunctionBuilderContext::new();
+            self.state = translate::TranslatorState::new(self.state.osr());
+            std::panic::resume_unwind(panic)
+        })
     }
 
     fn host_to_wasm_trampoline(&mut self, ty: &FuncType) -> Result<CompiledFunction, CompileError> {

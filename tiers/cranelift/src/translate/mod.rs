@@ -58,6 +58,11 @@ pub(crate) struct TranslatorState {
 }
 
 impl TranslatorState {
+    /// Whether OSR transfers are on.
+    pub(crate) fn osr(&self) -> bool {
+        self.osr
+    }
+
     /// Fresh buffers; `osr` turns on-stack-replacement transfers on.
     pub(crate) fn new(osr: bool) -> Self {
         TranslatorState {
