@@ -169,6 +169,8 @@ mod engine_api {
         if let Some(n) = threads {
             config.compile_threads(n);
         }
+        // `Module::new` is timed as the compile: it returns when every function is compiled.
+        config.compile_strategy(spate::CompileStrategy::Eager);
         config
     }
 

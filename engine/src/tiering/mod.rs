@@ -440,10 +440,11 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 ///
 /// An inner loop (`loop_index != outer_loop`) asks for the outer loop's entry, where the inner
 /// loops start afresh, and keeps running baseline code while it compiles; once it is installed
-/// the outer loop is armed and its header takes the entry at its next iteration. If that does
-/// not happen within [`OUTER_LOOP_PATIENCE`] (the outer loop iterates rarely, or its entry
-/// failed), the inner loop asks for the entry of the next loop inward on its path, and so on
-/// down to its own.
+/// the outer loop is armed and its header takes the entry at its next iteration. Meanwhile the
+/// entry of the next loop inward on the path is compiled too, and armed when ready, so an outer
+/// loop that iterates rarely costs no second compile's wait: whichever armed header comes round
+/// first takes its entry. If neither has happened within [`OUTER_LOOP_PATIENCE`] (or the outer
+/// entry failed), the walk moves one loop inward, and so on down to the loop's own entry.
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
@@ -486,6 +487,19 @@ pub(crate) fn osr_entry(
             Some(&OsrState::Ready { at, compile, .. })
                 if at.elapsed() < OUTER_LOOP_PATIENCE.max(compile) =>
             {
+                // While the candidate's header has its chance, compile the entry of the next
+                // loop inward: if the candidate iterates rarely, that entry is installed (and
+                // armed) without another compile's wait.
+                let parents = parents.get_or_insert_with(|| loop_parents(&tiering.bodies[def]));
+                let next = next_loop_inward(parents, candidate, loop_index);
+                if !osr.contains_key(&(def_index, next)) {
+                    let why = if next == loop_index {
+                        OsrWhy::Own
+                    } else {
+                        OsrWhy::ForInner
+                    };
+                    request_osr(engine, module, tiering, osr, def_index, next, why);
+                }
                 return std::ptr::null();
             }
             // The candidate's header has not come round in time (or its entry failed): the
