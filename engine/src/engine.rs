@@ -219,6 +219,8 @@ unsafe impl Send for Trampolines {}
 unsafe impl Sync for Trampolines {}
 
 pub(crate) struct EngineInner {
+    /// Unique among the engines of the process.
+    pub id: u64,
     pub config: Config,
     pub baseline: Arc<dyn Tier>,
     /// The optimizing tier (absent in baseline mode).
@@ -296,7 +298,9 @@ impl Engine {
                     .map_err(|e| anyhow::anyhow!("cannot set up the optimizing tier: {e}"))?,
             )),
         };
+        static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Engine(Arc::new(EngineInner {
+            id: NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             config: config.clone(),
             baseline,
             optimizing,
@@ -465,6 +469,27 @@ impl Engine {
 
     /// Runs `job` on the urgent compile thread (started on first use) and waits for it; runs
     /// it on the calling thread if that thread cannot be started.
+    /// Runs `f` with a first-tier compiler of this engine kept by the calling thread (made on
+    /// first use; a thread keeps one, for the engine it compiled for last).
+    pub(crate) fn with_thread_compiler<R>(
+        &self,
+        f: impl FnOnce(&mut dyn spate_tiers::FunctionCompiler) -> R,
+    ) -> R {
+        type Cached = Option<(u64, Box<dyn spate_tiers::FunctionCompiler>)>;
+        thread_local! {
+            static COMPILER: std::cell::RefCell<Cached> = const { std::cell::RefCell::new(None) };
+        }
+        // Taken out while it runs, so a (never expected) nested use makes its own.
+        let cached = COMPILER.with(|c| c.borrow_mut().take());
+        let mut compiler = match cached {
+            Some((id, c)) if id == self.0.id => c,
+            _ => self.0.first_tier().new_compiler(),
+        };
+        let r = f(&mut *compiler);
+        COMPILER.with(|c| *c.borrow_mut() = Some((self.0.id, compiler)));
+        r
+    }
+
     pub(crate) fn compile_urgent(&self, job: CompileJob) {
         let tx = self.0.urgent.get_or_init(|| {
             let (tx, rx) = crossbeam_channel::unbounded::<CompileJob>();

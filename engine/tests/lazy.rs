@@ -211,6 +211,14 @@ fn invalid_bodies_are_rejected_by_finish_with_every_strategy() {
         let err = Module::new(&e, &bytes).unwrap_err().to_string();
         assert!(err.contains("type mismatch"), "{strategy:?}: {err}");
         assert!(err.contains("at byte offset"), "{strategy:?}: {err}");
+        if strategy != CompileStrategy::Eager {
+            // Bodies are validated as they arrive: `feed` reports the error at once, before
+            // the rest of the module (here: never) comes in.
+            let mut stream = spate::ModuleStream::new(&e);
+            let cut = bytes.len() - 2;
+            let err = stream.feed(&bytes[..cut]).unwrap_err().to_string();
+            assert!(err.contains("type mismatch"), "{strategy:?}: {err}");
+        }
     }
 }
 
@@ -299,4 +307,32 @@ fn lazily_compiled_functions_tier_up() {
     assert!(module.is_tiered_up(3), "{}", e.stats());
     assert_eq!(fact.call(&mut store, 15).unwrap(), 1_307_674_368_000);
     assert_eq!(e.stats().first_call_compiles, 1);
+}
+
+#[test]
+fn first_calls_on_a_small_stack_compile_on_the_urgent_thread() {
+    // A thread with little stack cannot host a compile: its first calls hand the function to
+    // the engine's urgent compile thread and wait; the results are the same.
+    let expected = {
+        let e = engine(CompileStrategy::Eager, TierMode::Baseline);
+        let (_m, mut store, instance) = load(&e, SHAPES);
+        shape_results(&mut store, &instance)
+    };
+    let e = engine(CompileStrategy::OnFirstCall, TierMode::Baseline);
+    let module = Module::new(&e, wat(SHAPES)).unwrap();
+    let got = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn({
+            let e = e.clone();
+            move || {
+                let mut store = Store::new(&e, ());
+                let instance = Linker::new(&e).instantiate(&mut store, &module).unwrap();
+                shape_results(&mut store, &instance)
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(e.stats().first_call_compiles, 5);
 }

@@ -228,7 +228,10 @@ mod tests {
 
     #[test]
     fn summaries_count_functions_and_bytes() {
-        let engine = Engine::default();
+        // Eager, as `spate compile` runs it: the summary counts code that exists.
+        let mut config = spate::Config::new();
+        config.compile_strategy(spate::CompileStrategy::Eager);
+        let engine = Engine::new(&config).unwrap();
         let summary = compile_bytes(&engine, MODULE.as_bytes()).unwrap();
         assert!(summary.text);
         assert_eq!((summary.functions, summary.all_functions), (2, 3));

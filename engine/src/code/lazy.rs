@@ -252,13 +252,21 @@ impl LazyCode {
                     let engine = module.engine.clone();
                     let stats = &engine.0.stats;
                     stats.first_call_compiles.fetch_add(1, Ordering::Relaxed);
-                    let lazy = module.lazy.clone().expect("a module with thunks is lazy");
-                    // Compiled on a thread with a large stack: the caller may be deep in wasm.
-                    let job_engine = engine.clone();
-                    engine.compile_urgent(Box::new(move |compiler| {
-                        let (r, t) = lazy.compile(compiler, def);
-                        lazy.complete(&job_engine, def, r, t);
-                    }));
+                    if stack_room() >= INLINE_COMPILE_STACK {
+                        // On the calling thread: it holds a core already, while waking another
+                        // thread can cost a scheduler time slice.
+                        let (r, t) = engine.with_thread_compiler(|c| self.compile(c, def));
+                        self.complete(&engine, def, r, t);
+                    } else {
+                        // The caller is deep in wasm (or its stack is small): on the urgent
+                        // compile thread, which has a large stack.
+                        let lazy = module.lazy.clone().expect("a module with thunks is lazy");
+                        let job_engine = engine.clone();
+                        engine.compile_urgent(Box::new(move |compiler| {
+                            let (r, t) = lazy.compile(compiler, def);
+                            lazy.complete(&job_engine, def, r, t);
+                        }));
+                    }
                 }
                 _ => {
                     // Claimed by a pool job (or another first call): wait for it.
@@ -273,6 +281,44 @@ impl LazyCode {
                 }
             }
         }
+    }
+}
+
+/// Stack a first call needs left on its thread to compile on that thread.
+const INLINE_COMPILE_STACK: usize = 4 << 20;
+
+/// Bytes of stack left below the caller on the current thread (0 if unknown).
+fn stack_room() -> usize {
+    thread_local! {
+        /// The lowest address of this thread's stack, once asked.
+        static STACK_LOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    }
+    let low = STACK_LOW.with(|l| {
+        if l.get().is_none() {
+            l.set(Some(thread_stack_low().unwrap_or(usize::MAX)));
+        }
+        l.get().unwrap_or(usize::MAX)
+    });
+    let marker = 0u8;
+    let sp = std::ptr::addr_of!(marker) as usize;
+    sp.saturating_sub(low)
+}
+
+/// The lowest address of the current thread's stack, from pthread.
+fn thread_stack_low() -> Option<usize> {
+    // SAFETY: `attr` is initialised by pthread_getattr_np before it is read and destroyed after;
+    // the out-pointers point at locals.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        // Leave a page of margin for the guard page glibc puts at the low end.
+        (r == 0).then(|| addr as usize + 64 * 1024)
     }
 }
 

@@ -96,7 +96,7 @@ impl Compilation {
         engine: &Engine,
         body: &FunctionBody<'_>,
         to_validate: wasmparser::FuncToValidate<wasmparser::ValidatorResources>,
-    ) {
+    ) -> Result<(), ModuleError> {
         let def_index = self.submitted;
         self.submitted += 1;
         let func_index = self.info.num_imported_functions + def_index;
@@ -105,11 +105,9 @@ impl Compilation {
             let mut validator = to_validate.into_validator(std::mem::take(&mut self.allocs));
             let valid = validator.validate(body);
             self.allocs = validator.into_allocations();
-            if let Err(e) = valid {
-                // The module is rejected by `finish`; nothing to compile.
-                self.errors.push(e.into());
-                return;
-            }
+            // Everything before this body is validated, so its error is the module's first:
+            // report it now, while the rest may still be downloading.
+            valid?;
             let bytes: Arc<[u8]> = body.as_bytes().into();
             let offset = body.range().start;
             if let Some(bodies) = self.bodies.as_mut() {
@@ -119,7 +117,7 @@ impl Compilation {
                 });
             }
             lazy.submit(engine, def_index, Body { offset, bytes });
-            return;
+            return Ok(());
         }
         // At most one copy of the body's bytes, shared by a pool compile job and (tiered mode)
         // the optimizing tier's later recompilation; none when compiling inline untiered.
@@ -142,7 +140,7 @@ impl Compilation {
                 &mut validator,
             );
             self.store(engine, def_index, r, started.elapsed());
-            return;
+            return Ok(());
         }
         let range = body.range();
         let bytes = bytes.expect("copied for the pool");
@@ -155,6 +153,7 @@ impl Compilation {
             let r = compile_guarded(compiler, &info, func_index, &body, &mut validator);
             let _ = tx.send((def_index, r, started.elapsed()));
         }));
+        Ok(())
     }
 
     fn store(
@@ -438,7 +437,7 @@ impl ModuleStream {
                         .compilation
                         .as_mut()
                         .expect("a function body arrives after CodeSectionStart");
-                    comp.compile(&self.engine, &body, to_validate);
+                    comp.compile(&self.engine, &body, to_validate)?;
                 }
                 ValidPayload::End(_) => self.ended = true,
             }
