@@ -170,6 +170,21 @@ impl Memory {
         opaque.memories[self.index].data_mut()
     }
 
+    /// The memory's bytes and the store's host data, both mutably (a host function that moves
+    /// data between guest memory and its own state, as WASI does, needs the two at once).
+    pub fn data_and_store_mut<'a, T: 'a>(
+        &self,
+        store: impl Into<crate::StoreContextMut<'a, T>>,
+    ) -> (&'a mut [u8], &'a mut T) {
+        let ctx: crate::StoreContextMut<'a, T> = store.into();
+        let inner = ctx.0;
+        inner.opaque.check(self.store, "memory");
+        (
+            inner.opaque.memories[self.index].data_mut(),
+            &mut inner.data,
+        )
+    }
+
     /// Copies bytes out of the memory; fails if the range is out of bounds.
     pub fn read(&self, store: impl AsContext, offset: usize, buf: &mut [u8]) -> Result<()> {
         let ctx = store.as_context();

@@ -30,6 +30,29 @@ impl TierChoice {
     }
 }
 
+/// When function bodies are compiled, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompileChoice {
+    /// Wait for every function before running anything.
+    Eager,
+    /// Compile in the background while the module arrives; run as soon as the last byte is
+    /// validated, compiling at first call whatever the background has not reached.
+    Background,
+    /// Compile each function at its first call only.
+    OnFirstCall,
+}
+
+impl CompileChoice {
+    /// The engine's compile strategy.
+    pub fn strategy(self) -> spate::CompileStrategy {
+        match self {
+            CompileChoice::Eager => spate::CompileStrategy::Eager,
+            CompileChoice::Background => spate::CompileStrategy::Background,
+            CompileChoice::OnFirstCall => spate::CompileStrategy::OnFirstCall,
+        }
+    }
+}
+
 impl fmt::Display for TierChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -53,6 +76,9 @@ pub struct EngineSettings {
     pub tier_up_threshold: Option<u32>,
     /// Background tier-up compile threads; `None` keeps the engine's default.
     pub tier_up_threads: Option<NonZeroUsize>,
+    /// When functions are compiled (`None`: the engine's default, compile in the background
+    /// and at first call, so a module is ready when its last byte is validated).
+    pub compile_strategy: Option<spate::CompileStrategy>,
 }
 
 impl EngineSettings {
@@ -68,6 +94,9 @@ impl EngineSettings {
         }
         if let Some(n) = self.tier_up_threads {
             config.tier_up_threads(n.get());
+        }
+        if let Some(s) = self.compile_strategy {
+            config.compile_strategy(s);
         }
         config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)

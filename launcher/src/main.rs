@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use spate_launcher::compile::compile_file;
-use spate_launcher::engine::{EngineSettings, TierChoice};
+use spate_launcher::engine::{CompileChoice, EngineSettings, TierChoice};
+use spate_launcher::run::{Outcome, RunOptions};
 use spate_launcher::wast::{FileReport, Totals, WastRunner};
 
 /// Exit status when the input is bad or a script has failures.
@@ -35,6 +36,8 @@ const FAILURES_SHOWN: usize = 20;
         tier on background threads, swapping them in without a pause; long-running loops reach \
         the optimized code through on-stack replacement.",
     after_help = "Examples:\n  \
+        spate run hello.wasm                      run a WASI program\n  \
+        spate run --dir data app.wasm -- -v in.txt  give it a directory and arguments\n  \
         spate compile app.wasm                    validate and compile, print size and timings\n  \
         spate compile --tier optimized --stats app.wasm   compile with LLVM, print per-tier figures\n  \
         spate compile --tier baseline app.wat     the same for a text module, baseline tier\n  \
@@ -50,6 +53,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a WASI program (a module exporting `_start`) from a file or URL.
+    #[command(
+        long_about = "Run a WebAssembly program that uses WASI (wasi_snapshot_preview1): call its \
+            `_start` export, or another export with --invoke.\n\n\
+            MODULE is a file, binary (.wasm, streamed into the compiler as it is read) or \
+            WebAssembly text (.wat), or an http:// or https:// URL, compiled while it \
+            downloads. The program gets the host's stdin, stdout and stderr (its output passes \
+            straight through), the ARGS after MODULE (argv[0] is the module's file name), the \
+            environment variables given with --env (the host's only with --inherit-env), and \
+            the directories given with --dir: nothing else of the host's file system.\n\n\
+            Exit status: the program's own (its proc_exit / exit() status, 0 when _start \
+            returns); 134 when it traps (the command prints `error: wasm trap: ...` naming the \
+            trap, the function and the byte offset); 1 when the module cannot be read, \
+            compiled or instantiated (a missing import, say), with a one-line error; 2 for a \
+            usage error.",
+        after_help = "Examples:\n  \
+            spate run hello.wasm\n  \
+            spate run --dir ./data::/data --env LANG=C app.wasm -- --input /data/in.txt\n  \
+            spate run --tier optimized --stats compute.wasm\n  \
+            spate run --invoke add math.wasm -- 2 3\n  \
+            spate run https://example.org/app.wasm"
+    )]
+    Run(RunArgs),
+
     /// Run WebAssembly script (.wast) files and count passed and failed directives.
     #[command(
         long_about = "Run WebAssembly script (.wast) files, as used by the WebAssembly \
@@ -109,6 +136,14 @@ struct EngineArgs {
     #[arg(long, value_name = "N")]
     tier_up_threads: Option<NonZeroUsize>,
 
+    /// When function bodies are compiled. `background` (default): while the module arrives,
+    /// and the program starts as soon as the last byte is validated; a function the background
+    /// has not reached yet is compiled at its first call. `eager`: every function before the
+    /// program starts. `on-first-call`: each function at its first call only (huge modules of
+    /// which little runs). `compile` always compiles eagerly. Example: `--compile-strategy eager`
+    #[arg(long, value_enum, value_name = "WHEN")]
+    compile_strategy: Option<CompileChoice>,
+
     /// Print the engine's figures at the end on stderr: per tier, functions compiled, code
     /// bytes and compile time; tier-up requests, tier-ups, OSR entries taken, and the time from
     /// request to install. Example: `--stats`
@@ -135,6 +170,7 @@ impl EngineArgs {
             multi_memory: self.multi_memory,
             tier_up_threshold: self.tier_up_threshold,
             tier_up_threads: self.tier_up_threads,
+            compile_strategy: self.compile_strategy.map(CompileChoice::strategy),
         }
     }
 }
@@ -164,6 +200,45 @@ struct WastArgs {
 }
 
 #[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+
+    /// Give the program the host directory HOST, under the name GUEST (default: HOST itself).
+    /// Repeatable. Paths outside it stay unreachable: `..`, absolute paths and symbolic links
+    /// that lead out all fail. Example: `--dir .` or `--dir ./out::/out`
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = spate_launcher::run::parse_dir)]
+    dirs: Vec<(PathBuf, String)>,
+
+    /// Set an environment variable for the program. Repeatable. Example: `--env LANG=C`
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = spate_launcher::run::parse_env)]
+    envs: Vec<(String, String)>,
+
+    /// Pass the host's environment variables to the program as well (--env values win).
+    /// Example: `--inherit-env`
+    #[arg(long)]
+    inherit_env: bool,
+
+    /// Call this export instead of `_start`; ARGS are its arguments (integers or floats), and
+    /// its results are printed one per line. Example: `--invoke add -- 2 3`
+    #[arg(long, value_name = "NAME")]
+    invoke: Option<String>,
+
+    /// The module: a .wasm or .wat file, or an http(s):// URL. Example: `app.wasm`
+    #[arg(value_name = "MODULE")]
+    module: String,
+
+    /// Arguments for the program (argv[1], ...), after `--` when they start with `-`.
+    /// Example: `-- -v input.txt`
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
 struct CompileArgs {
     #[command(flatten)]
     engine: EngineArgs,
@@ -178,7 +253,52 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Wast(args) => wast(&args),
         Command::Compile(args) => compile(&args),
+        Command::Run(args) => run(args),
     }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    use std::io::IsTerminal as _;
+    let engine = match build_engine(&args.engine.settings()) {
+        Ok(engine) => engine,
+        Err(code) => return code,
+    };
+    let opts = RunOptions {
+        dirs: args.dirs,
+        env: args.envs,
+        inherit_env: args.inherit_env,
+        args: args.args,
+        invoke: args.invoke,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let source = args.module;
+    let (outcome, download) = match catch_unwind(AssertUnwindSafe(|| {
+        spate_launcher::run::run_reporting(&engine, &source, &opts)
+    })) {
+        Ok(ended) => ended,
+        Err(_) => {
+            eprintln!(
+                "internal error: the engine panicked while running {source} (this is a bug in spate)"
+            );
+            engine.stop_tier_ups(EXIT_GRACE);
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let _ = std::io::stdout().flush();
+    match &outcome {
+        Outcome::Exited(_) => {}
+        Outcome::Trapped(msg) | Outcome::Failed(msg) => eprintln!("error: {msg}"),
+    }
+    if args.engine.stats {
+        // A URL's download figures go with the engine's.
+        if let Some(download) = download {
+            eprintln!("{download}");
+        }
+        print_stats(&engine.stats());
+    }
+    // No background compile may still be inside LLVM when the process exits.
+    engine.stop_tier_ups(EXIT_GRACE);
+    ExitCode::from(outcome.exit_code())
 }
 
 fn wast(args: &WastArgs) -> ExitCode {
@@ -295,7 +415,11 @@ fn expand_scripts(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn compile(args: &CompileArgs) -> ExitCode {
-    let settings = args.engine.settings();
+    // `compile` reports compilation: wait for every function rather than compiling lazily.
+    let settings = EngineSettings {
+        compile_strategy: Some(spate::CompileStrategy::Eager),
+        ..args.engine.settings()
+    };
     let engine = match build_engine(&settings) {
         Ok(engine) => engine,
         Err(code) => return code,
