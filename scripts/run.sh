@@ -88,10 +88,15 @@ with socketserver.TCPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandl
 ' "$progs" "$port_file" >/dev/null 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do [[ -s $port_file ]] && break; sleep 0.05; done
-url="http://127.0.0.1:$(cat "$port_file")/compute.wasm"
-status=0; "$spate" run --stats "$url" >"$scratch/out" 2>"$scratch/err" || status=$?
-check "spate run $url" "$progs/compute.expected" "$scratch/out" "$status" 0
-grep '^download:' "$scratch/err" || true
+if [[ -s $port_file ]]; then
+    url="http://127.0.0.1:$(cat "$port_file")/compute.wasm"
+    status=0; "$spate" run --stats "$url" >"$scratch/out" 2>"$scratch/err" || status=$?
+    check "spate run $url" "$progs/compute.expected" "$scratch/out" "$status" 0
+    grep '^download:' "$scratch/err" || true
+else
+    echo "FAIL  could not start a local HTTP server (python3 -m http.server)"
+    programs_status=1
+fi
 kill "$server_pid" 2>/dev/null || true
 
 if ((bench)); then

@@ -61,8 +61,9 @@ impl std::str::FromStr for TierMode {
 ///
 /// With the lazy strategies a module is ready as soon as its last byte is validated (bodies are
 /// validated as they arrive, so an invalid module is still rejected by `finish`); a function
-/// without code at that point gets a small thunk in its entry, and its first call compiles it on
-/// a dedicated thread while the caller waits, then installs the code like tier-up does. A
+/// without code at that point gets a small thunk in its entry, and its first call compiles it
+/// (on the calling thread when it has 4 MiB of stack left, else on the engine's urgent compile
+/// thread while the caller waits), then installs the code like tier-up does. A
 /// compiler failure in such a function (an internal error, never a validation error) then
 /// surfaces as an error of that call rather than of the module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,9 +146,15 @@ impl Config {
         self
     }
 
-    /// The selected compile strategy.
+    /// The compile strategy streamed modules use with this configuration: the selected one,
+    /// except [`CompileStrategy::Eager`] in [`TierMode::Optimized`] and for
+    /// [`CompileStrategy::Background`] with one compile thread.
     pub fn compile_strategy_in_use(&self) -> CompileStrategy {
-        self.lazy
+        match self.lazy {
+            _ if self.tier == TierMode::Optimized => CompileStrategy::Eager,
+            CompileStrategy::Background if self.compile_threads <= 1 => CompileStrategy::Eager,
+            s => s,
+        }
     }
 
     /// Bytes of native stack wasm code may use before a call traps with
@@ -443,12 +450,7 @@ impl Engine {
 
     /// The strategy streamed modules actually use (see [`CompileStrategy`]).
     pub(crate) fn compile_strategy(&self) -> CompileStrategy {
-        let c = &self.0.config;
-        match c.lazy {
-            _ if c.tier == TierMode::Optimized => CompileStrategy::Eager,
-            CompileStrategy::Background if c.compile_threads <= 1 => CompileStrategy::Eager,
-            s => s,
-        }
+        self.0.config.compile_strategy_in_use()
     }
 
     /// Sends a job to the compile pool, starting the pool's threads on first use. Pool threads
@@ -467,8 +469,6 @@ impl Engine {
         let _ = tx.send(job);
     }
 
-    /// Runs `job` on the urgent compile thread (started on first use) and waits for it; runs
-    /// it on the calling thread if that thread cannot be started.
     /// Runs `f` with a first-tier compiler of this engine kept by the calling thread (made on
     /// first use; a thread keeps one, for the engine it compiled for last).
     pub(crate) fn with_thread_compiler<R>(
@@ -490,6 +490,8 @@ impl Engine {
         r
     }
 
+    /// Runs `job` on the urgent compile thread (started on first use) and waits for it; runs
+    /// it on the calling thread if that thread cannot be started.
     pub(crate) fn compile_urgent(&self, job: CompileJob) {
         let tx = self.0.urgent.get_or_init(|| {
             let (tx, rx) = crossbeam_channel::unbounded::<CompileJob>();

@@ -173,8 +173,10 @@ impl Module {
         self.0.info.num_defined_functions() as usize
     }
 
-    /// Bytes of machine code generated for the module when it was compiled (not counting code
-    /// installed later by tier-up).
+    /// Bytes of machine code placed when the module became ready (not counting code installed
+    /// later by tier-up or, with lazy compilation, functions compiled after `finish`: with
+    /// [`CompileStrategy::Eager`](crate::CompileStrategy::Eager) this is all of the module's
+    /// baseline code).
     pub fn code_size(&self) -> usize {
         self.0.code.code_bytes()
     }

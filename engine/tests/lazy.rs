@@ -56,6 +56,16 @@ const SHAPES: &str = r#"
       (i32.const 1) (i64.const 2) (i32.const 3) (i64.const 4)
       (i32.const 5) (i64.const 6) (i32.const 7) (i64.const 8)
       (i32.const 0)))
+  (func $via_wasm (export "via_wasm") (result f64)
+    (local $i i32) (local $f f64) (local $v v128)
+    (call $many_f (f64.const 1) (f64.const 2) (f64.const 3) (f64.const 4) (f64.const 5)
+                  (f64.const 6) (f64.const 7) (f64.const 8) (f64.const 9) (f64.const 10))
+    (call $mixed (i32.const 40) (f32.const 1.5) (i64.const 2) (f64.const 0.25)
+                 (v128.const i32x4 1 2 3 4))
+    (local.set $v) (local.set $f) (local.set $i)
+    (f64.add
+      (f64.add (f64.add (local.get $f)) (f64.convert_i32_s (local.get $i)))
+      (f64.convert_i32_s (i32x4.extract_lane 3 (local.get $v)))))
   (func $never (export "never") (result i32) (i32.const 99))
   (func (export "div") (param i32) (result i32) (i32.div_s (i32.const 1) (local.get 0)))
 )
@@ -87,11 +97,11 @@ fn every_call_shape_goes_through_a_thunk_and_computes_the_same() {
     // Twice: the second round runs the installed code, not the thunks.
     assert_eq!(shape_results(&mut store, &instance), expected);
     let stats = e.stats();
-    // many_i, many_f, mixed, fact, indirect: each compiled once, at its first call; `never`
-    // and `div` were never called.
+    // many_i, many_f, mixed, fact, indirect: each compiled once, at its first call;
+    // `via_wasm`, `never` and `div` were never called.
     assert_eq!(stats.first_call_compiles, 5, "{stats}");
     assert_eq!(stats.baseline.functions, 5, "{stats}");
-    assert_eq!(module.num_defined_functions(), 7);
+    assert_eq!(module.num_defined_functions(), 8);
 }
 
 fn shape_results(store: &mut Store<()>, instance: &spate::Instance) -> Vec<String> {
@@ -190,7 +200,7 @@ fn a_trap_in_a_lazily_compiled_function_is_reported_with_its_function() {
         err.downcast_ref::<Trap>(),
         Some(&Trap::IntegerDivisionByZero)
     );
-    assert!(err.to_string().contains("function 6"), "{err}");
+    assert!(err.to_string().contains("function 7"), "{err}");
     // The store and the function stay usable.
     assert_eq!(div.call(&mut store, 1).unwrap(), 1);
 }
@@ -334,5 +344,24 @@ fn first_calls_on_a_small_stack_compile_on_the_urgent_thread() {
         .join()
         .unwrap();
     assert_eq!(got, expected);
+    assert_eq!(e.stats().first_call_compiles, 5);
+}
+
+#[test]
+fn wasm_callers_reach_thunks_with_stack_arguments_vectors_and_return_areas() {
+    // Every first call here comes from wasm code: `indirect` reaches `many_i` (integer
+    // arguments on the stack) through a table, `via_wasm` reaches `many_f` (float arguments on
+    // the stack) and `mixed` (a v128 argument, three results through a return area).
+    let e = engine(CompileStrategy::OnFirstCall, TierMode::Baseline);
+    let (_m, mut store, instance) = load(&e, SHAPES);
+    let indirect = instance
+        .get_typed_func::<(), i64>(&store, "indirect")
+        .unwrap();
+    assert_eq!(indirect.call(&mut store, ()).unwrap(), 87_654_321);
+    let via = instance
+        .get_typed_func::<(), f64>(&store, "via_wasm")
+        .unwrap();
+    // 1*1 + 2*2 + ... + 10*10 = 385; mixed gives 42, 1.75 and lanes (2, 4, 6, 8).
+    assert_eq!(via.call(&mut store, ()).unwrap(), 385.0 + 1.75 + 42.0 + 8.0);
     assert_eq!(e.stats().first_call_compiles, 5);
 }

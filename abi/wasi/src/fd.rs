@@ -421,6 +421,10 @@ pub(crate) fn fd_filestat_set_times(
 /// reports a read from a write-only descriptor.
 fn io_entry(ctx: &mut WasiCtx, fd: u32, right: u64) -> WasiResult<&mut Entry> {
     let e = ctx.fds.get_mut(&fd).ok_or(Errno::Badf)?;
+    // Reading or writing a directory is `isdir` whatever its rights, as read(2) reports it.
+    if matches!(e.kind, Kind::Dir(_)) {
+        return Err(Errno::Isdir);
+    }
     if e.base & right == 0 {
         return Err(Errno::Badf);
     }
@@ -442,9 +446,10 @@ pub(crate) fn fd_read(
         Kind::File(f) => {
             let mut total = 0usize;
             for &(buf, len) in &iovs {
+                let len = len.min((crate::mem::MAX_IO - total) as u32);
                 let n = f.read(mem.slice_mut(buf, len)?)?;
                 total += n;
-                if n < len as usize {
+                if n < len as usize || total >= crate::mem::MAX_IO {
                     break;
                 }
             }
@@ -480,21 +485,24 @@ pub(crate) fn fd_pread(
     let iovs = mem.iovecs(iovs, iovs_len)?;
     mem.slice(nread, 4)?;
     let e = io_entry(ctx, fd, rights::FD_READ)?;
+    // A stream cannot be positioned: `spipe`, as pread(2) on a pipe.
+    if !matches!(e.kind, Kind::File(_)) {
+        return Err(Errno::Spipe);
+    }
     if e.base & rights::FD_SEEK == 0 {
         return Err(Errno::Notcapable);
     }
-    let f = match &e.kind {
-        Kind::File(f) => f,
-        Kind::Dir(_) => return Err(Errno::Isdir),
-        _ => return Err(Errno::Spipe),
+    let Kind::File(f) = &e.kind else {
+        return Err(Errno::Spipe);
     };
     let mut total = 0usize;
     let mut at = offset;
     for &(buf, len) in &iovs {
+        let len = len.min((crate::mem::MAX_IO - total) as u32);
         let n = f.read_at(mem.slice_mut(buf, len)?, at)?;
         total += n;
         at += n as u64;
-        if n < len as usize {
+        if n < len as usize || total >= crate::mem::MAX_IO {
             break;
         }
     }
@@ -538,13 +546,14 @@ pub(crate) fn fd_pwrite(
     let iovs = mem.iovecs(iovs, iovs_len)?;
     mem.slice(nwritten, 4)?;
     let e = io_entry(ctx, fd, rights::FD_WRITE)?;
+    if !matches!(e.kind, Kind::File(_)) {
+        return Err(Errno::Spipe);
+    }
     if e.base & rights::FD_SEEK == 0 {
         return Err(Errno::Notcapable);
     }
-    let f = match &e.kind {
-        Kind::File(f) => f,
-        Kind::Dir(_) => return Err(Errno::Isdir),
-        _ => return Err(Errno::Spipe),
+    let Kind::File(f) = &e.kind else {
+        return Err(Errno::Spipe);
     };
     let data = mem.gather(&iovs)?;
     f.write_all_at(&data, offset)?;

@@ -5,6 +5,12 @@
 use crate::errno::{Errno, WasiResult};
 use crate::types::size;
 
+/// Most iovecs one call takes (Linux's IOV_MAX).
+pub const MAX_IOVECS: u32 = 1024;
+/// Most bytes one read or write call transfers; more is a short transfer, so counts fit the
+/// 32-bit results and host buffers stay bounded.
+pub const MAX_IO: usize = 1 << 30;
+
 /// A guest's linear memory, borrowed for the length of one call.
 pub struct GuestMemory<'a> {
     bytes: &'a mut [u8],
@@ -95,6 +101,10 @@ impl<'a> GuestMemory<'a> {
     /// An iovec list (`iovs_len` records of `{buf: u32, buf_len: u32}` at `iovs`), checked
     /// whole against the memory before anything is transferred.
     pub fn iovecs(&self, iovs: u32, iovs_len: u32) -> WasiResult<Vec<(u32, u32)>> {
+        // As many as Linux's IOV_MAX: more is `inval`, as for readv/writev.
+        if iovs_len > MAX_IOVECS {
+            return Err(Errno::Inval);
+        }
         let bytes = iovs_len.checked_mul(size::IOVEC).ok_or(Errno::Fault)?;
         self.range(iovs, bytes)?;
         let mut list = Vec::with_capacity(iovs_len as usize);
@@ -107,12 +117,18 @@ impl<'a> GuestMemory<'a> {
         Ok(list)
     }
 
-    /// Gathers the bytes of an iovec list.
+    /// Gathers the bytes of an iovec list, at most [`MAX_IO`] of them (iovecs may overlap, so
+    /// their lengths can add up to more than the memory; the caller reports a short transfer).
     pub fn gather(&self, iovs: &[(u32, u32)]) -> WasiResult<Vec<u8>> {
         let total: usize = iovs.iter().map(|&(_, len)| len as usize).sum();
-        let mut out = Vec::with_capacity(total);
+        let mut out = Vec::with_capacity(total.min(MAX_IO));
         for &(buf, len) in iovs {
-            out.extend_from_slice(self.slice(buf, len)?);
+            let room = MAX_IO - out.len();
+            if room == 0 {
+                break;
+            }
+            let n = (len as usize).min(room) as u32;
+            out.extend_from_slice(self.slice(buf, n)?);
         }
         Ok(out)
     }
@@ -147,7 +163,10 @@ mod tests {
         assert_eq!(mem.write_u64(9, 1), Err(Errno::Fault));
         assert_eq!(mem.slice(16, 0).map(<[u8]>::len), Ok(0));
         assert_eq!(mem.slice(17, 0).map(<[u8]>::len), Err(Errno::Fault));
-        assert_eq!(mem.iovecs(8, u32::MAX), Err(Errno::Fault));
+        // More iovecs than IOV_MAX: `inval` (as readv/writev), before any pointer is looked at.
+        assert_eq!(mem.iovecs(8, u32::MAX), Err(Errno::Inval));
+        assert_eq!(mem.iovecs(8, MAX_IOVECS + 1), Err(Errno::Inval));
+        assert_eq!(mem.iovecs(8, MAX_IOVECS), Err(Errno::Fault));
     }
 
     #[test]

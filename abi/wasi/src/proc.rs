@@ -15,7 +15,7 @@ fn write_strings(mem: &mut GuestMemory, list: &[String], ptrs: u32, buf: u32) ->
         mem.write_bytes(at, s.as_bytes())?;
         let end = at.checked_add(s.len() as u32).ok_or(Errno::Fault)?;
         mem.write_u8(end, 0)?;
-        at = end + 1;
+        at = end.saturating_add(1);
     }
     Ok(())
 }

@@ -6,8 +6,9 @@
 //! runs, the functions whose code is ready go into the module's code memory; every other
 //! function's entry points at a small per-function *thunk*. Calling a thunk enters
 //! [`spate_lazy_stub`], a signature-independent assembly stub that saves the argument registers,
-//! asks [`LazyCode::ensure`] for the function's code (compiled now, on the engine's urgent
-//! compile thread, unless the pool already has it under way or done), restores the registers and
+//! asks [`LazyCode::ensure`] for the function's code (compiled now, on the calling thread when it
+//! has stack to spare and otherwise on the engine's urgent compile thread, unless the pool
+//! already has it under way or done), restores the registers and
 //! jumps to that code, so the callee sees exactly the call its caller made. Code that arrives
 //! later (from the pool or from a first call) is installed with one release store into the
 //! function's entry, the same way tier-up installs optimized code, so later calls never see the
@@ -200,9 +201,10 @@ impl LazyCode {
         ) -> anyhow::Result<(Arc<ModuleInner>, Option<CodeMemory>)>,
     ) -> anyhow::Result<Arc<ModuleInner>> {
         let mut shared = self.lock();
-        if let Some(e) = lowest(&shared.errors) {
-            return Err(e.into());
-        }
+        // Compile errors the pool met so far are not the module's: whether the pool reached a
+        // function before `finish` is timing, so such a function gets a thunk like any other
+        // without code, and its calls report the error (validation errors, which are the
+        // module's, never get here: `feed` returns them).
         let held = std::mem::take(&mut shared.held);
         // The module is built under the lock, so no job can finish between taking the held
         // code and recording where late code goes.
@@ -212,9 +214,9 @@ impl LazyCode {
         Ok(module)
     }
 
-    /// Code for the entry of `def`, for a first call through its thunk: compiles it on the
-    /// engine's urgent compile thread unless it is compiled or being compiled already, then
-    /// waits for it.
+    /// Code for the entry of `def`, for a first call through its thunk: compiles it (on the
+    /// calling thread if it has [`INLINE_COMPILE_STACK`] left, else on the engine's urgent
+    /// compile thread) unless it is compiled or being compiled already, then waits for it.
     fn ensure(&self, def: u32) -> Result<*const u8, String> {
         let started = Instant::now();
         let module = self
@@ -287,25 +289,30 @@ impl LazyCode {
 /// Stack a first call needs left on its thread to compile on that thread.
 const INLINE_COMPILE_STACK: usize = 4 << 20;
 
-/// Bytes of stack left below the caller on the current thread (0 if unknown).
+/// Bytes of stack left below the caller on the current thread; 0 if unknown, or if the
+/// caller is not on the thread's own stack (a stack the embedder switched to, whose size this
+/// cannot know).
 fn stack_room() -> usize {
     thread_local! {
-        /// The lowest address of this thread's stack, once asked.
-        static STACK_LOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+        /// This thread's stack as `(low, high)`, once asked (`(0, 0)` if unknown).
+        static STACK: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
     }
-    let low = STACK_LOW.with(|l| {
-        if l.get().is_none() {
-            l.set(Some(thread_stack_low().unwrap_or(usize::MAX)));
+    let (low, high) = STACK.with(|c| {
+        if c.get().is_none() {
+            c.set(Some(thread_stack().unwrap_or((0, 0))));
         }
-        l.get().unwrap_or(usize::MAX)
+        c.get().unwrap_or((0, 0))
     });
     let marker = 0u8;
     let sp = std::ptr::addr_of!(marker) as usize;
-    sp.saturating_sub(low)
+    if sp <= low || sp > high {
+        return 0;
+    }
+    sp - low
 }
 
-/// The lowest address of the current thread's stack, from pthread.
-fn thread_stack_low() -> Option<usize> {
+/// The current thread's stack as `(lowest usable address, highest address)`, from pthread.
+fn thread_stack() -> Option<(usize, usize)> {
     // SAFETY: `attr` is initialised by pthread_getattr_np before it is read and destroyed after;
     // the out-pointers point at locals.
     unsafe {
@@ -317,18 +324,9 @@ fn thread_stack_low() -> Option<usize> {
         let mut size: libc::size_t = 0;
         let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
         libc::pthread_attr_destroy(&mut attr);
-        // Leave a page of margin for the guard page glibc puts at the low end.
-        (r == 0).then(|| addr as usize + 64 * 1024)
+        // 64 KiB of margin above the guard page glibc puts at the low end.
+        (r == 0).then(|| (addr as usize + 64 * 1024, addr as usize + size))
     }
-}
-
-/// The lowest-offset error of `errors`.
-fn lowest(errors: &[(u32, ModuleError)]) -> Option<ModuleError> {
-    errors
-        .iter()
-        .map(|(_, e)| e)
-        .min_by_key(|e| e.offset.unwrap_or(usize::MAX))
-        .cloned()
 }
 
 /// Thunks for the functions in `defs`: each loads its defined index and `lazy` into r10/r11

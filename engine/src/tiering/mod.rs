@@ -441,10 +441,13 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// An inner loop (`loop_index != outer_loop`) asks for the outer loop's entry, where the inner
 /// loops start afresh, and keeps running baseline code while it compiles; once it is installed
 /// the outer loop is armed and its header takes the entry at its next iteration. Meanwhile the
-/// entry of the next loop inward on the path is compiled too, and armed when ready, so an outer
-/// loop that iterates rarely costs no second compile's wait: whichever armed header comes round
-/// first takes its entry. If neither has happened within [`OUTER_LOOP_PATIENCE`] (or the outer
-/// entry failed), the walk moves one loop inward, and so on down to the loop's own entry.
+/// entry of the next loop inward on the path is compiled too, so an outer loop that iterates
+/// rarely costs no second compile's wait. A function has one armed word, so when the inner entry
+/// is installed it is armed in place of the outer one: the program then enters at the inner loop
+/// at its next iteration unless the outer header came round first (the outer entry stays
+/// reachable when its loop's budget runs out). If neither has happened within
+/// [`OUTER_LOOP_PATIENCE`] (or the outer entry failed), the walk moves one loop inward, and so on
+/// down to the loop's own entry.
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
