@@ -448,11 +448,6 @@ impl Engine {
         Ok(t)
     }
 
-    /// The strategy streamed modules actually use (see [`CompileStrategy`]).
-    pub(crate) fn compile_strategy(&self) -> CompileStrategy {
-        self.0.config.compile_strategy_in_use()
-    }
-
     /// Sends a job to the compile pool, starting the pool's threads on first use. Pool threads
     /// run at a lower scheduling priority than the program and the urgent compile thread, so
     /// background compilation of a streamed module does not slow down code that already runs.

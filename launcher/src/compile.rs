@@ -153,7 +153,7 @@ fn summary(
 }
 
 /// Reads until `buf` is full or the input ends; returns how many bytes were read.
-fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -11,18 +11,15 @@
 //! before or around the run (unreadable file, invalid module, missing import: exit 1).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use spate::{Engine, Linker, Module, ModuleStream, Store, Val, ValType};
+use spate::{Engine, Linker, Module, Store, Val, ValType};
 use spate_wasi::{I32Exit, WasiCtx, WasiCtxBuilder};
 
 /// Exit status of a run that trapped (128 + SIGABRT).
 pub const EXIT_TRAP: u8 = 134;
-
-/// Size of the chunks a module file is read and fed to the compiler in.
-const CHUNK: usize = 64 * 1024;
 
 /// What the guest gets, besides its standard streams.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,35 +101,22 @@ pub fn load_module(engine: &Engine, source: &str, progress: bool) -> Result<Modu
     load_file(engine, Path::new(source))
 }
 
-/// Loads a module file: a binary is streamed through a [`ModuleStream`] in chunks (so
-/// compilation overlaps reading); anything not starting with a NUL byte is WebAssembly text.
+/// Loads a module file: a binary is streamed through the engine's incremental compiler
+/// ([`Module::from_reader`], so compilation overlaps reading); anything not starting with a NUL
+/// byte is WebAssembly text.
 pub fn load_file(engine: &Engine, path: &Path) -> Result<Module> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut chunk = vec![0u8; CHUNK];
     let read_err = || format!("cannot read {}", path.display());
-    let mut n = read_some(&mut file, &mut chunk).with_context(read_err)?;
-    if n > 0 && chunk[0] != 0 {
-        let mut text = chunk[..n].to_vec();
+    let mut head = [0u8; 1];
+    let n = crate::compile::read_fully(&mut file, &mut head).with_context(read_err)?;
+    if n == 1 && head[0] != 0 {
+        let mut text = head.to_vec();
         file.read_to_end(&mut text).with_context(read_err)?;
         let binary = crate::compile::encode_text(&text, Some(path))?;
         return Module::new(engine, &binary).with_context(|| path.display().to_string());
     }
-    let mut stream = ModuleStream::new(engine);
-    let fail = |e: anyhow::Error| e.context(path.display().to_string());
-    while n > 0 {
-        stream.feed(&chunk[..n]).map_err(fail)?;
-        n = read_some(&mut file, &mut chunk).with_context(read_err)?;
-    }
-    stream.finish().map_err(fail)
-}
-
-fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match r.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
-        }
-    }
+    Module::from_reader(engine, (&head[..n]).chain(file))
+        .with_context(|| path.display().to_string())
 }
 
 /// The WASI context for a run.

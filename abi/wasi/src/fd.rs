@@ -473,6 +473,18 @@ pub(crate) fn fd_read(
     mem.write_u32(nread, total as u32)
 }
 
+/// The file behind `e` for positioned I/O (`fd_pread`/`fd_pwrite`): `spipe` for a stream, as
+/// pread(2) on a pipe, whatever its rights; `notcapable` without the seek right.
+fn positioned(e: &Entry) -> WasiResult<&std::fs::File> {
+    let Kind::File(f) = &e.kind else {
+        return Err(Errno::Spipe);
+    };
+    if e.base & rights::FD_SEEK == 0 {
+        return Err(Errno::Notcapable);
+    }
+    Ok(f)
+}
+
 pub(crate) fn fd_pread(
     ctx: &mut WasiCtx,
     mem: &mut GuestMemory,
@@ -484,17 +496,7 @@ pub(crate) fn fd_pread(
 ) -> WasiResult<()> {
     let iovs = mem.iovecs(iovs, iovs_len)?;
     mem.slice(nread, 4)?;
-    let e = io_entry(ctx, fd, rights::FD_READ)?;
-    // A stream cannot be positioned: `spipe`, as pread(2) on a pipe.
-    if !matches!(e.kind, Kind::File(_)) {
-        return Err(Errno::Spipe);
-    }
-    if e.base & rights::FD_SEEK == 0 {
-        return Err(Errno::Notcapable);
-    }
-    let Kind::File(f) = &e.kind else {
-        return Err(Errno::Spipe);
-    };
+    let f = positioned(io_entry(ctx, fd, rights::FD_READ)?)?;
     let mut total = 0usize;
     let mut at = offset;
     for &(buf, len) in &iovs {
@@ -545,16 +547,7 @@ pub(crate) fn fd_pwrite(
 ) -> WasiResult<()> {
     let iovs = mem.iovecs(iovs, iovs_len)?;
     mem.slice(nwritten, 4)?;
-    let e = io_entry(ctx, fd, rights::FD_WRITE)?;
-    if !matches!(e.kind, Kind::File(_)) {
-        return Err(Errno::Spipe);
-    }
-    if e.base & rights::FD_SEEK == 0 {
-        return Err(Errno::Notcapable);
-    }
-    let Kind::File(f) = &e.kind else {
-        return Err(Errno::Spipe);
-    };
+    let f = positioned(io_entry(ctx, fd, rights::FD_WRITE)?)?;
     let data = mem.gather(&iovs)?;
     f.write_all_at(&data, offset)?;
     mem.write_u32(nwritten, data.len() as u32)

@@ -21,7 +21,7 @@
 use super::memory::CodeMemory;
 use crate::engine::Engine;
 use crate::module::ModuleInner;
-use crate::stream::ModuleError;
+use crate::stream::{ModuleError, compile_guarded};
 use crate::tiering::Body;
 use crate::vm::traphandlers::{UnwindReason, raise};
 use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
@@ -127,16 +127,7 @@ impl LazyCode {
         let func_index = self.info.num_imported_functions + def;
         let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
         let started = Instant::now();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            compiler.compile_function(&self.info, func_index, &reader, None)
-        }))
-        .unwrap_or_else(|_| {
-            Err(CompileError {
-                message: format!("internal compiler error while compiling function {func_index}"),
-                offset: Some(body.offset as usize),
-                kind: spate_tiers::CompileErrorKind::Codegen,
-            })
-        });
+        let r = compile_guarded(compiler, &self.info, func_index, &reader, None);
         (r, started.elapsed())
     }
 

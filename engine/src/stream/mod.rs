@@ -137,7 +137,7 @@ impl Compilation {
                 &self.info,
                 func_index,
                 body,
-                &mut validator,
+                Some(&mut validator),
             );
             self.store(engine, def_index, r, started.elapsed());
             return Ok(());
@@ -150,7 +150,7 @@ impl Compilation {
             let body = FunctionBody::new(BinaryReader::new(&bytes, range.start));
             let mut validator = to_validate.into_validator(Default::default());
             let started = Instant::now();
-            let r = compile_guarded(compiler, &info, func_index, &body, &mut validator);
+            let r = compile_guarded(compiler, &info, func_index, &body, Some(&mut validator));
             let _ = tx.send((def_index, r, started.elapsed()));
         }));
         Ok(())
@@ -190,17 +190,18 @@ impl Compilation {
     }
 }
 
-/// Runs the compiler, turning a panic inside it into an error instead of taking the host down.
-fn compile_guarded(
+/// Runs the compiler (validating the body in the same pass when given a validator), turning a
+/// panic inside it into an error instead of taking the host down.
+pub(crate) fn compile_guarded(
     compiler: &mut dyn FunctionCompiler,
     info: &ModuleInfo,
     func_index: u32,
     body: &FunctionBody<'_>,
-    validator: &mut wasmparser::FuncValidator<wasmparser::ValidatorResources>,
+    validator: Option<&mut wasmparser::FuncValidator<wasmparser::ValidatorResources>>,
 ) -> Result<CompiledFunction, CompileError> {
     let offset = body.range().start as usize;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        compiler.compile_function(info, func_index, body, Some(validator))
+        compiler.compile_function(info, func_index, body, validator)
     }))
     .unwrap_or_else(|_| {
         Err(CompileError {
@@ -381,7 +382,7 @@ impl ModuleStream {
         let results = (0..info.num_defined_functions()).map(|_| None).collect();
         let bodies = (engine.0.config.tier == TierMode::Tiered)
             .then(|| Vec::with_capacity(info.num_defined_functions() as usize));
-        let lazy = match engine.compile_strategy() {
+        let lazy = match engine.0.config.compile_strategy_in_use() {
             CompileStrategy::Eager => None,
             CompileStrategy::Background => Some(LazyCode::new(info.clone(), true)),
             CompileStrategy::OnFirstCall => Some(LazyCode::new(info.clone(), false)),
