@@ -338,6 +338,124 @@ fn a_rarely_iterating_outer_loop_hands_over_to_the_next_loop_inward() {
     assert_eq!(acc, nested_expect(5000, outer));
 }
 
+/// A set-up loop, then a loop nest whose outer loop runs until the host says stop, inside a
+/// loop over phases that runs once (`PHASES`: the phase loop holds both loops), or with the two
+/// loops at the top level (`FLAT`).
+fn set_up_then_kernel(phases: bool) -> String {
+    let body = r#"
+          (local.set $k (i32.const 0))
+          (loop $setup
+            (local.set $acc (i32.add (local.get $acc) (local.get $k)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br_if $setup (i32.lt_u (local.get $k) (i32.const 20000))))
+          (local.set $i (i32.const 0))
+          (loop $outer
+            (local.set $j (i32.const 0))
+            (loop $inner
+              (local.set $acc
+                (i32.add (i32.mul (local.get $acc) (i32.const 31))
+                  (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $inner (i32.lt_u (local.get $j) (local.get $n))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $outer (call $keep_going (i32.const 1))))"#;
+    let body = if phases {
+        format!(
+            "(loop $phase {body}
+          (local.set $s (i32.add (local.get $s) (i32.const 1)))
+          (br_if $phase (i32.eqz (local.get $s))))"
+        )
+    } else {
+        body.to_string()
+    };
+    format!(
+        r#"(module
+      (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
+      (func (export "run") (param $n i32) (result i32 i32)
+        (local $i i32) (local $j i32) (local $acc i32) (local $s i32) (local $k i32)
+        {body}
+        (local.get $acc)
+        (local.get $i)))"#
+    )
+}
+
+/// What `set_up_then_kernel` computes for `outer` iterations of the outer loop.
+fn set_up_then_kernel_expect(n: i32, outer: i32) -> i32 {
+    let mut acc: i32 = (0..20000).fold(0i32, |a, k| a.wrapping_add(k));
+    for i in 0..outer {
+        for j in 0..n {
+            acc = acc
+                .wrapping_mul(31)
+                .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
+        }
+    }
+    acc
+}
+
+#[test]
+fn one_direct_entry_serves_the_loop_nest_after_the_set_up() {
+    // The set-up loop gets hot first and asks for the function's first entry, which serves
+    // every top-level loop: the kernel's outer loop takes it, with no second compile.
+    let (acc, outer, stats) = nested_run(&set_up_then_kernel(false), 3000, |polls| polls < 3);
+    assert_eq!(stats.osr_entries, 1, "{stats}");
+    assert_eq!(stats.osr_compiled, 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(outer > 3, "{outer}");
+    assert_eq!(acc, set_up_then_kernel_expect(3000, outer));
+}
+
+#[test]
+fn a_loop_over_phases_is_entered_at_the_phase_running() {
+    // The phase loop runs once and holds the set-up loop and the kernel: the first entry also
+    // serves the loops directly inside it, so the kernel's outer loop takes it although the
+    // phase loop's header never comes round again, and nothing else is compiled.
+    let (acc, outer, stats) = nested_run(&set_up_then_kernel(true), 3000, |polls| polls < 3);
+    assert_eq!(stats.osr_entries, 1, "{stats}");
+    assert_eq!(stats.osr_outer_entries, 1, "{stats}");
+    assert_eq!(stats.osr_compiled, 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(outer > 3, "{outer}");
+    assert_eq!(acc, set_up_then_kernel_expect(3000, outer));
+}
+
+#[test]
+fn a_function_entered_through_osr_twice_gets_its_own_code() {
+    // Called once, the function's loop reaches optimized code through OSR and the function's
+    // own code is not compiled; called again, its loop takes the entry again and the function
+    // itself is queued, so a third call starts in optimized code.
+    let engine = tiered_engine(1000);
+    let module = Module::new(&engine, wat(&set_up_then_kernel(false))).unwrap();
+    let mut store = Store::new(&engine, ());
+    let probe = engine.clone();
+    let started = Instant::now();
+    let entries_at_start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = entries_at_start.clone();
+    let keep_going = Func::wrap(&mut store, move |_: i32| -> i32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let entered = probe.stats().osr_entries > seen.load(Relaxed);
+        i32::from(!entered && started.elapsed() < PATIENCE)
+    });
+    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+    let run = inst.get_func(&store, "run").unwrap();
+    let mut results = [Val::I32(0), Val::I32(0)];
+    run.call(&mut store, &[Val::I32(2000)], &mut results)
+        .unwrap();
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    let stats = engine.stats();
+    assert_eq!((stats.osr_entries, stats.tier_ups), (1, 0), "{stats}");
+    entries_at_start.store(1, std::sync::atomic::Ordering::Relaxed);
+    run.call(&mut store, &[Val::I32(2000)], &mut results)
+        .unwrap();
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    let stats = engine.stats();
+    assert_eq!((stats.osr_entries, stats.tier_ups), (2, 1), "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
+        panic!("unexpected results {results:?}");
+    };
+    assert_eq!(acc, set_up_then_kernel_expect(2000, outer));
+}
+
 #[test]
 fn stopping_tier_up_drops_queued_work_and_keeps_installed_code() {
     let engine = tiered_engine(0);

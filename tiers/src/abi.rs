@@ -22,11 +22,13 @@
 //! [`Libcall::LoopTierUp`](crate::libcall::Libcall::LoopTierUp)) is called as
 //!
 //! ```text
-//! fn(callee_vmctx: *mut u8, caller_vmctx: *mut u8, locals: *const ValRaw [, ret_area: *mut ValRaw]) [-> r0]
+//! fn(callee_vmctx: *mut u8, caller_vmctx: *mut u8, locals: *const ValRaw, loop_index: u32 [, ret_area: *mut ValRaw]) [-> r0]
 //! ```
 //!
 //! `locals` holds every local of the function (parameters first, then declared locals) in
-//! consecutive [`ValRaw`] slots, as they are at the header of `L` before its body runs. The
+//! consecutive [`ValRaw`] slots, as they are at the header of `L` before its body runs, and
+//! `loop_index` is `L` (one entry may serve several loops, see
+//! [`FunctionCompiler::compile_osr_entries`](crate::FunctionCompiler::compile_osr_entries)). The
 //! entry continues the function from that loop header and returns the function's results with
 //! the same convention as the function itself. Only loops entered with an empty operand stack
 //! (no values on it in any enclosing block, and no loop parameters) have OSR entries.

@@ -143,6 +143,28 @@ pub trait FunctionCompiler {
         ))
     }
 
+    /// Compiles one on-stack-replacement entry of function `func_index` that can start at the
+    /// header of any of `loops` (ascending loop indices): the `loop_index` argument of the
+    /// [entry](crate::abi#on-stack-replacement-entries) picks the loop. The loops are entered
+    /// directly, so a loop enclosing another entered loop gets a second way in; the runtime
+    /// passes loops where that costs little (see the engine's tier manager). Loops that cannot
+    /// be entered (their operand stack is not empty, or they are unreachable) are left out;
+    /// returns the entry and the loops it serves, never empty. Tiers without OSR support return
+    /// an [`Unsupported`](CompileErrorKind::Unsupported) error.
+    fn compile_osr_entries(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        loops: &[u32],
+    ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
+        let _ = (module, func_index, loops);
+        Err(CompileError::unsupported(
+            "this tier does not compile on-stack-replacement entries",
+            body.range().start as usize,
+        ))
+    }
+
     /// A trampoline with the [`abi::HostToWasmTrampoline`] signature for wasm functions of type
     /// `ty`: it reads the parameters from a [`abi::ValRaw`] array, calls the function and writes
     /// the results back to the same array.

@@ -35,9 +35,26 @@ use crossbeam_channel::{Receiver, Sender};
 use spate_tiers::{CompileError, FunctionCompiler, Tier};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use wasmparser::{BinaryReader, FunctionBody, Operator};
+
+/// With the environment variable `SPATE_TIER_TRACE` set, the tier manager writes one line per
+/// event (requests, compiles, OSR entries taken) to standard error, stamped with milliseconds
+/// since the first event: a diagnostic for tuning tier-up, not a stable format.
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if let Some(t0) = trace_start() {
+            eprintln!("[tier {:8.2} ms] {}", t0.elapsed().as_secs_f64() * 1e3, format_args!($($arg)*));
+        }
+    };
+}
+
+/// When tracing started, if `SPATE_TIER_TRACE` is set.
+fn trace_start() -> Option<Instant> {
+    static START: std::sync::OnceLock<Option<Instant>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| std::env::var_os("SPATE_TIER_TRACE").map(|_| Instant::now()))
+}
 
 /// Stack size of compile threads: LLVM's passes recurse over large functions.
 pub(crate) const COMPILE_THREAD_STACK: usize = 32 << 20;
@@ -74,17 +91,14 @@ enum OsrState {
         entry: *const u8,
         /// When the entry was installed.
         at: Instant,
-        /// How long it took to compile.
-        compile: Duration,
     },
     Failed,
 }
 
-/// How long an inner loop waits, once the entry of an enclosing loop is installed, for that
-/// loop's header to take it before settling for an entry of a loop further in: this long at
-/// least, or the entry's compile time if longer (an inner loop that runs longer than that per
-/// iteration of the enclosing loop is worth an entry closer to it).
-const OUTER_LOOP_PATIENCE: Duration = Duration::from_millis(50);
+/// How long a hot inner loop waits, once the entry of an enclosing loop is installed, for that
+/// loop's header to come round before the entry of the next loop inward is compiled too (in
+/// case the enclosing loop iterates rarely). Until then the compile thread stays free.
+const SPECULATE_AFTER: Duration = Duration::from_millis(10);
 
 // SAFETY: `Ready` holds a code pointer into immutable executable memory owned by the module.
 unsafe impl Send for OsrState {}
@@ -99,6 +113,13 @@ pub(crate) struct ModuleTiering {
     /// a function that runs one loop nest after another would otherwise queue an entry for each
     /// loop it passes while the first compiles, and only one of them is ever taken.
     osr_busy: Box<[AtomicBool]>,
+    /// Whether the function's first, direct OSR entry (see [`direct_entry_loops`]) was asked for.
+    osr_direct: Box<[AtomicBool]>,
+    /// OSR entries the function has taken: from the second on, the function runs again, and its
+    /// own optimized code is queued.
+    osr_taken: Box<[AtomicU32]>,
+    /// Each function's loop nest (see [`loop_parents`]), read once when first needed.
+    parents: Box<[OnceLock<Vec<Option<u32>>>]>,
     /// Optimized code, kept alive with the module.
     code: Mutex<Vec<CodeMemory>>,
 }
@@ -113,6 +134,9 @@ impl ModuleTiering {
             heat: (0..n).map(|_| AtomicU32::new(0)).collect(),
             osr: Mutex::new(HashMap::new()),
             osr_busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            osr_direct: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            osr_taken: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            parents: (0..n).map(|_| OnceLock::new()).collect(),
             code: Mutex::new(Vec::new()),
         }
     }
@@ -131,11 +155,23 @@ impl ModuleTiering {
     }
 }
 
-/// A request to compile one function (and possibly one OSR entry) with the optimizing tier.
+/// What a request asks the optimizing tier for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// The function's own code, installed in its entry.
+    Function,
+    /// An OSR entry for one loop, reached through the headers of the loops enclosing it, so
+    /// those stay ordinary loops in the optimized code.
+    Osr(u32),
+    /// One OSR entry serving several loops, each entered directly.
+    OsrDirect(Vec<u32>),
+}
+
+/// A request to compile one function or OSR entry with the optimizing tier.
 pub(crate) struct Request {
     module: Weak<ModuleInner>,
     def_index: u32,
-    loop_index: Option<u32>,
+    job: Job,
     requested: Instant,
     seq: u64,
 }
@@ -204,12 +240,13 @@ impl TierManager {
         })
     }
 
-    fn send(&self, module: &Arc<ModuleInner>, def_index: u32, loop_index: Option<u32>) {
+    fn send(&self, module: &Arc<ModuleInner>, def_index: u32, job: Job) {
+        trace!("def {def_index}: request {job:?}");
         self.outstanding.fetch_add(1, Ordering::AcqRel);
         let req = Request {
             module: Arc::downgrade(module),
             def_index,
-            loop_index,
+            job,
             requested: Instant::now(),
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
         };
@@ -272,7 +309,7 @@ fn hottest(p: &[Request]) -> Option<usize> {
             None => u32::MAX,
         };
         Priority {
-            osr: r.loop_index.is_some(),
+            osr: r.job != Job::Function,
             heat,
             seq: r.seq,
         }
@@ -309,88 +346,130 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
     let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
     let stats = &engine.stats;
 
-    // An OSR entry first: a loop is running baseline code right now, and the function's own
-    // entry only matters at its next call.
-    if let Some(loop_index) = req.loop_index {
-        let started = Instant::now();
-        let r =
-            guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, loop_index));
-        let elapsed = started.elapsed();
-        let installed = r.and_then(|f| install(tiering, func_index, f));
-        let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
-        let why = match osr.get(&(req.def_index, loop_index)) {
-            Some(OsrState::Pending(why)) => *why,
-            _ => OsrWhy::Own,
-        };
-        let state = match installed {
-            Ok((ptr, bytes)) => {
-                stats.optimized.record_osr(bytes, elapsed);
-                stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
-                stats.record_install_latency(req.requested.elapsed());
-                OsrState::Ready {
-                    why,
-                    entry: ptr,
-                    at: Instant::now(),
-                    compile: elapsed,
-                }
-            }
-            Err(e) => {
-                // A loop the tier declines (loop parameters, say) is not a failure.
-                if e.kind != spate_tiers::CompileErrorKind::Unsupported {
-                    stats.record_failure(func_index, &e);
-                }
-                OsrState::Failed
-            }
-        };
-        osr.insert((req.def_index, loop_index), state);
-        if matches!(state, OsrState::Ready { .. }) {
-            // The loop's header takes the entry at its next iteration, whatever its budget.
-            module.budgets[tiering.bodies.len() + def]
-                .store(loop_index.saturating_add(1) as i32, Ordering::Relaxed);
+    let (asked, r) = match &req.job {
+        Job::Function => {
+            compile_function_job(engine, compiler, &module, tiering, &req, &reader);
+            return;
         }
-        drop(osr);
-        tiering.osr_busy[def].store(false, Ordering::Release);
-        // The function's own code matters only at its next call: queue it behind whatever is
-        // hotter instead of compiling it now.
-        if tiering.state[def].load(Ordering::Acquire) == QUEUED
-            && let Some(m) = engine.tier_manager.get().and_then(Option::as_ref)
-        {
-            m.send(&module, req.def_index, None);
+        Job::Osr(loop_index) => (vec![*loop_index], {
+            let started = Instant::now();
+            guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, *loop_index))
+                .map(|f| (f, vec![*loop_index], started.elapsed()))
+        }),
+        Job::OsrDirect(loops) => (loops.clone(), {
+            let started = Instant::now();
+            guarded(|| compiler.compile_osr_entries(&module.info, func_index, &reader, loops))
+                .map(|(f, served)| (f, served, started.elapsed()))
+        }),
+    };
+    trace!(
+        "f{func_index} {:?}: OSR entry {} ({:.1} ms after the request)",
+        req.job,
+        match &r {
+            Ok((_, served, t)) => format!(
+                "for loops {served:?} compiled in {:.1} ms",
+                t.as_secs_f64() * 1e3
+            ),
+            Err(e) => format!("failed: {e}"),
+        },
+        req.requested.elapsed().as_secs_f64() * 1e3
+    );
+    let installed = r.and_then(|(f, served, elapsed)| {
+        install(tiering, func_index, f).map(|(ptr, bytes)| (ptr, bytes, served, elapsed))
+    });
+    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    match installed {
+        Ok((ptr, bytes, served, elapsed)) => {
+            stats.optimized.record_osr(bytes, elapsed);
+            stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
+            stats.record_install_latency(req.requested.elapsed());
+            let at = Instant::now();
+            for &l in &asked {
+                let state = if served.contains(&l) {
+                    let why = match osr.get(&(req.def_index, l)) {
+                        Some(OsrState::Pending(why)) => *why,
+                        _ => OsrWhy::Own,
+                    };
+                    OsrState::Ready {
+                        why,
+                        entry: ptr,
+                        at,
+                    }
+                } else {
+                    OsrState::Failed
+                };
+                osr.insert((req.def_index, l), state);
+            }
+            if let Job::Osr(loop_index) = req.job {
+                // The loop's header takes the entry at its next iteration, whatever its budget.
+                // (A direct entry is armed by the next budget check that finds it: which of its
+                // loops to arm depends on where the program is by then.)
+                module.budgets[tiering.bodies.len() + def]
+                    .store(loop_index.saturating_add(1) as i32, Ordering::Relaxed);
+            }
         }
-        return;
+        Err(e) => {
+            // A loop the tier declines (loop parameters, say) is not a failure.
+            if e.kind != spate_tiers::CompileErrorKind::Unsupported {
+                stats.record_failure(func_index, &e);
+            }
+            for &l in &asked {
+                osr.insert((req.def_index, l), OsrState::Failed);
+            }
+        }
     }
+    drop(osr);
+    tiering.osr_busy[def].store(false, Ordering::Release);
+}
 
-    // The function itself, unless another request already compiled it (or is compiling it).
+/// Compiles and installs the function's own optimized code, unless another request already
+/// compiled it (or is compiling it).
+fn compile_function_job(
+    engine: &Arc<EngineInner>,
+    compiler: &mut dyn FunctionCompiler,
+    module: &Arc<ModuleInner>,
+    tiering: &ModuleTiering,
+    req: &Request,
+    reader: &FunctionBody<'_>,
+) {
+    let def = req.def_index as usize;
+    let func_index = module.info.num_imported_functions + req.def_index;
+    let stats = &engine.stats;
     let claimed = [BASELINE, QUEUED].into_iter().any(|from| {
         tiering.state[def]
             .compare_exchange(from, COMPILING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     });
-    if claimed {
-        let started = Instant::now();
-        let r = guarded(|| compiler.compile_function(&module.info, func_index, &reader, None));
-        let elapsed = started.elapsed();
-        match r.and_then(|f| install(tiering, func_index, f)) {
-            Ok((ptr, bytes)) => {
-                module.entries[def].store(ptr as *mut u8, Ordering::Release);
-                tiering.state[def].store(OPTIMIZED, Ordering::Release);
-                stats.optimized.record(bytes, elapsed);
-                stats.tier_ups.fetch_add(1, Ordering::Relaxed);
-                stats.record_install_latency(req.requested.elapsed());
-            }
-            Err(e) => {
-                tiering.state[def].store(FAILED, Ordering::Release);
-                stats.record_failure(func_index, &e);
-            }
+    if !claimed {
+        return;
+    }
+    let started = Instant::now();
+    let r = guarded(|| compiler.compile_function(&module.info, func_index, reader, None));
+    let elapsed = started.elapsed();
+    trace!(
+        "f{func_index}: function compiled in {:.1} ms ({:.1} ms after the request){}",
+        elapsed.as_secs_f64() * 1e3,
+        req.requested.elapsed().as_secs_f64() * 1e3,
+        if r.is_err() { ", failed" } else { "" }
+    );
+    match r.and_then(|f| install(tiering, func_index, f)) {
+        Ok((ptr, bytes)) => {
+            module.entries[def].store(ptr as *mut u8, Ordering::Release);
+            tiering.state[def].store(OPTIMIZED, Ordering::Release);
+            stats.optimized.record(bytes, elapsed);
+            stats.tier_ups.fetch_add(1, Ordering::Relaxed);
+            stats.record_install_latency(req.requested.elapsed());
+        }
+        Err(e) => {
+            tiering.state[def].store(FAILED, Ordering::Release);
+            stats.record_failure(func_index, &e);
         }
     }
 }
 
 /// Runs a compiler call, turning a panic into an error so a compiler bug costs one function its
 /// tier-up, not the program.
-fn guarded(
-    f: impl FnOnce() -> Result<spate_tiers::CompiledFunction, CompileError>,
-) -> Result<spate_tiers::CompiledFunction, CompileError> {
+fn guarded<T>(f: impl FnOnce() -> Result<T, CompileError>) -> Result<T, CompileError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
         Err(CompileError::codegen(
             "internal compiler error in the optimizing tier",
@@ -428,26 +507,31 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
         .is_ok()
         && let Some(m) = engine.tier_manager()
     {
-        m.send(module, def_index, None);
+        m.send(module, def_index, Job::Function);
     }
 }
 
 /// The `LoopTierUp` libcall's work at the header of loop `loop_index` of function `def_index`,
 /// whose outermost OSR-eligible enclosing loop is `outer_loop` (or `loop_index` itself):
-/// the installed OSR entry to continue in, or null after making sure one is requested.
+/// the installed OSR entry to continue in, or null after making sure one is on its way.
 /// `exhausted`: the budget ran out (otherwise the call comes from the function's OSR-armed
 /// word, which names this loop).
 ///
-/// An inner loop (`loop_index != outer_loop`) asks for the outer loop's entry, where the inner
-/// loops start afresh, and keeps running baseline code while it compiles; once it is installed
-/// the outer loop is armed and its header takes the entry at its next iteration. Meanwhile the
-/// entry of the next loop inward on the path is compiled too, so an outer loop that iterates
-/// rarely costs no second compile's wait. A function has one armed word, so when the inner entry
-/// is installed it is armed in place of the outer one: the program then enters at the inner loop
-/// at its next iteration unless the outer header came round first (the outer entry stays
-/// reachable when its loop's budget runs out). If neither has happened within
-/// [`OUTER_LOOP_PATIENCE`] (or the outer entry failed), the walk moves one loop inward, and so on
-/// down to the loop's own entry.
+/// The first time a function's budget runs out in a loop, one *direct* entry is requested for
+/// the loops of [`direct_entry_loops`]: every outermost loop of the function, and the loops
+/// directly inside an outermost loop that holds several (a loop over phases, rounds or solves,
+/// whose header comes round rarely). Whatever loop nest the program is in when that entry is
+/// installed, it is usually among them, so the first compile is rarely wasted on a loop nest
+/// that has finished (such as the set-up loops before a kernel).
+///
+/// At each later call the loop itself, or else the innermost enclosing loop, with an installed
+/// entry is chosen: the loop's own entry is taken at once; an enclosing loop is armed (the
+/// function's word in the second half of `ModuleInner::budgets` becomes `loop + 1`) and its
+/// header takes the entry the next time round. If that has not happened [`SPECULATE_AFTER`]
+/// the entry was installed, the entry of the next loop inward is compiled (reached through the
+/// headers of the loops enclosing it, see [`Job::Osr`]), in case the enclosing loop iterates
+/// rarely; once installed, it is the innermost and is chosen instead. Loops on the way without
+/// any entry (none installed or under way) get one the same way, outermost first.
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
@@ -460,13 +544,14 @@ pub(crate) fn osr_entry(
         return std::ptr::null();
     };
     let def = def_index as usize;
-    let osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    let armed = &module.budgets[tiering.bodies.len() + def];
+    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
     if !exhausted {
         // Armed for this loop: its entry is installed.
         if let Some(&OsrState::Ready { entry, why, .. }) = osr.get(&(def_index, loop_index)) {
-            return take_osr_entry(engine, entry, why);
+            drop(osr);
+            return take_osr_entry(engine, module, tiering, def_index, entry, why, loop_index);
         }
-        let armed = &module.budgets[tiering.bodies.len() + def];
         let _ = armed.compare_exchange(
             loop_index.saturating_add(1) as i32,
             0,
@@ -476,67 +561,164 @@ pub(crate) fn osr_entry(
         return std::ptr::null();
     }
     tiering.heat[def].fetch_add(1, Ordering::Relaxed);
-    // The enclosing loops on the way in (loaded when first needed).
-    let mut parents: Option<Vec<Option<u32>>> = None;
-    let mut candidate = outer_loop;
-    while candidate != loop_index {
-        match osr.get(&(def_index, candidate)) {
-            None => {
-                let why = OsrWhy::ForInner;
-                request_osr(engine, module, tiering, osr, def_index, candidate, why);
-                return std::ptr::null();
-            }
-            Some(OsrState::Pending(_)) => return std::ptr::null(),
-            Some(&OsrState::Ready { at, compile, .. })
-                if at.elapsed() < OUTER_LOOP_PATIENCE.max(compile) =>
-            {
-                // While the candidate's header has its chance, compile the entry of the next
-                // loop inward: if the candidate iterates rarely, that entry is installed (and
-                // armed) without another compile's wait.
-                let parents = parents.get_or_insert_with(|| loop_parents(&tiering.bodies[def]));
-                let next = next_loop_inward(parents, candidate, loop_index);
-                if !osr.contains_key(&(def_index, next)) {
-                    let why = if next == loop_index {
-                        OsrWhy::Own
-                    } else {
-                        OsrWhy::ForInner
-                    };
-                    request_osr(engine, module, tiering, osr, def_index, next, why);
-                }
-                return std::ptr::null();
-            }
-            // The candidate's header has not come round in time (or its entry failed): the
-            // next loop inward.
-            Some(OsrState::Ready { .. } | OsrState::Failed) => {
-                let parents = parents.get_or_insert_with(|| loop_parents(&tiering.bodies[def]));
-                candidate = next_loop_inward(parents, candidate, loop_index);
-            }
+    let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
+    // The loops from `outer_loop` in to `loop_index`.
+    let mut chain = vec![loop_index];
+    while let Some(&Some(p)) = parents.get(*chain.last().expect("not empty") as usize) {
+        if chain.last() == Some(&outer_loop) {
+            break;
         }
+        chain.push(p);
     }
-    match osr.get(&(def_index, loop_index)) {
-        Some(&OsrState::Ready { entry, why, .. }) => take_osr_entry(engine, entry, why),
-        Some(_) => std::ptr::null(),
-        None => {
+    if chain.last() != Some(&outer_loop) {
+        chain = vec![loop_index];
+    }
+    chain.reverse();
+
+    // The innermost loop of the chain with an installed entry.
+    let ready = chain
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, &l)| match osr.get(&(def_index, l)) {
+            Some(&OsrState::Ready { entry, at, .. }) => Some((i, l, entry, at)),
+            _ => None,
+        });
+    if let Some((i, l, entry, at)) = ready {
+        if l == loop_index {
+            let why = match osr.get(&(def_index, l)) {
+                Some(&OsrState::Ready { why, .. }) => why,
+                _ => OsrWhy::Own,
+            };
+            drop(osr);
+            return take_osr_entry(engine, module, tiering, def_index, entry, why, l);
+        }
+        // An enclosing loop's header takes it next time round.
+        armed.store(l.saturating_add(1) as i32, Ordering::Relaxed);
+        if let Some(OsrState::Ready { why, .. }) = osr.get_mut(&(def_index, l)) {
+            *why = OsrWhy::ForInner;
+        }
+        let next = chain[i + 1];
+        if at.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
+            let why = if next == loop_index {
+                OsrWhy::Own
+            } else {
+                OsrWhy::ForInner
+            };
             request_osr(
                 engine,
                 module,
                 tiering,
                 osr,
                 def_index,
-                loop_index,
-                OsrWhy::Own,
+                Job::Osr(next),
+                &[(next, why)],
             );
-            std::ptr::null()
+        }
+        return std::ptr::null();
+    }
+    if chain
+        .iter()
+        .any(|&l| matches!(osr.get(&(def_index, l)), Some(OsrState::Pending(_))))
+    {
+        return std::ptr::null();
+    }
+    // Nothing installed or under way on the chain: the function's direct entry if it has not
+    // been asked for and covers a loop of the chain, else a single entry, outermost first.
+    if !tiering.osr_direct[def].load(Ordering::Relaxed) {
+        let loops = direct_entry_loops(parents);
+        if chain.iter().any(|l| loops.contains(l)) {
+            let pending: Vec<(u32, OsrWhy)> = loops
+                .iter()
+                .map(|&l| {
+                    (
+                        l,
+                        if l == loop_index {
+                            OsrWhy::Own
+                        } else {
+                            OsrWhy::ForInner
+                        },
+                    )
+                })
+                .collect();
+            if request_osr(
+                engine,
+                module,
+                tiering,
+                osr,
+                def_index,
+                Job::OsrDirect(loops),
+                &pending,
+            ) {
+                tiering.osr_direct[def].store(true, Ordering::Relaxed);
+            }
+            return std::ptr::null();
         }
     }
+    if let Some(&l) = chain.iter().find(|&&l| !osr.contains_key(&(def_index, l))) {
+        let why = if l == loop_index {
+            OsrWhy::Own
+        } else {
+            OsrWhy::ForInner
+        };
+        request_osr(
+            engine,
+            module,
+            tiering,
+            osr,
+            def_index,
+            Job::Osr(l),
+            &[(l, why)],
+        );
+    }
+    std::ptr::null()
 }
 
-/// Counts an OSR entry taken and returns it.
-fn take_osr_entry(engine: &Engine, entry: *const u8, why: OsrWhy) -> *const u8 {
+/// The loops the first, direct OSR entry of a function serves (see [`osr_entry`]): its
+/// outermost loops, and the loops directly inside an outermost loop that holds two or more.
+/// A loop nest with one loop per level is entered at its outermost loop only, so the loops
+/// inside keep one way in and their counters start from values the optimizer can see.
+fn direct_entry_loops(parents: &[Option<u32>]) -> Vec<u32> {
+    let mut children = vec![0u32; parents.len()];
+    for p in parents.iter().flatten() {
+        if let Some(c) = children.get_mut(*p as usize) {
+            *c += 1;
+        }
+    }
+    (0..parents.len() as u32)
+        .filter(|&l| match parents[l as usize] {
+            None => true,
+            Some(p) => parents[p as usize].is_none() && children[p as usize] >= 2,
+        })
+        .collect()
+}
+
+/// Counts an OSR entry taken and returns it. From the function's second entry on (it runs
+/// again), its own optimized code is queued too.
+fn take_osr_entry(
+    engine: &Engine,
+    module: &Arc<ModuleInner>,
+    tiering: &ModuleTiering,
+    def_index: u32,
+    entry: *const u8,
+    why: OsrWhy,
+    loop_index: u32,
+) -> *const u8 {
+    trace!(
+        "def {def_index} loop {loop_index}: OSR entry taken ({})",
+        if why == OsrWhy::Own {
+            "its own"
+        } else {
+            "for an inner loop"
+        }
+    );
     let stats = &engine.0.stats;
     stats.osr_entries.fetch_add(1, Ordering::Relaxed);
     if why == OsrWhy::ForInner {
         stats.osr_outer_entries.fetch_add(1, Ordering::Relaxed);
+    }
+    if tiering.osr_taken[def_index as usize].fetch_add(1, Ordering::Relaxed) >= 1 {
+        request(engine, module, def_index);
     }
     entry
 }
@@ -573,47 +755,31 @@ fn loop_parents(body: &Body) -> Vec<Option<u32>> {
     parents
 }
 
-/// The loop enclosing `inner` (or `inner` itself) directly inside `outer`, per `parents`;
-/// `inner` if `outer` does not enclose it.
-fn next_loop_inward(parents: &[Option<u32>], outer: u32, inner: u32) -> u32 {
-    let mut child = inner;
-    while let Some(&Some(parent)) = parents.get(child as usize) {
-        if parent == outer {
-            return child;
-        }
-        child = parent;
-    }
-    inner
-}
-
-/// Requests the OSR entry of loop `loop_index` of function `def_index` (and the function's own
-/// code behind it), unless another entry of the function is being compiled.
+/// Requests `job`, an OSR entry of function `def_index` for the loops of `pending` (recorded as
+/// under way), unless another entry of the function is being compiled; returns whether it was
+/// requested.
 fn request_osr(
     engine: &Engine,
     module: &Arc<ModuleInner>,
     tiering: &ModuleTiering,
     mut osr: std::sync::MutexGuard<'_, HashMap<(u32, u32), OsrState>>,
     def_index: u32,
-    loop_index: u32,
-    why: OsrWhy,
-) {
+    job: Job,
+    pending: &[(u32, OsrWhy)],
+) -> bool {
     if tiering.osr_busy[def_index as usize].swap(true, Ordering::AcqRel) {
-        // Another loop of this function is waiting for its entry; this one may ask again at its
-        // next check once that one is done.
-        return;
+        // Another entry of this function is being compiled; the loop asks again at its next
+        // check once that one is done.
+        return false;
     }
-    osr.insert((def_index, loop_index), OsrState::Pending(why));
+    for &(l, why) in pending {
+        osr.insert((def_index, l), OsrState::Pending(why));
+    }
     drop(osr);
-    // The OSR job compiles the function too, unless it is already done or under way.
-    let _ = tiering.state[def_index as usize].compare_exchange(
-        BASELINE,
-        QUEUED,
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    );
     if let Some(m) = engine.tier_manager() {
-        m.send(module, def_index, Some(loop_index));
+        m.send(module, def_index, job);
     }
+    true
 }
 
 /// Engine-wide counters (atomics; [`crate::Stats`] is the snapshot users see).

@@ -18,8 +18,9 @@
 //! machine code) there, e.g. to time the pipeline with `opt-19 -passes='default<O3>'
 //! -time-passes` or to compare hot loops with native code.
 //!
-//! It also compiles on-stack-replacement entries
-//! ([`FunctionCompiler::compile_osr_entry`]). It does not compile trampolines: the engine always
+//! It also compiles on-stack-replacement entries, for one loop reached through its enclosing
+//! loops ([`FunctionCompiler::compile_osr_entry`]) or for several loops entered directly
+//! ([`FunctionCompiler::compile_osr_entries`]). It does not compile trampolines: the engine always
 //! builds them with the baseline tier, so [`FunctionCompiler::host_to_wasm_trampoline`] and
 //! [`FunctionCompiler::wasm_to_host_trampoline`] return an
 //! [`Unsupported`](spate_tiers::CompileErrorKind::Unsupported) error.
@@ -190,14 +191,14 @@ impl LlvmCompiler {
         func_index: u32,
         body: &FunctionBody<'_>,
         validator: Option<&mut FuncValidator<ValidatorResources>>,
-        kind: EntryKind,
-    ) -> Result<CompiledFunction, CompileError> {
+        kind: EntryKind<'_>,
+    ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
         self.compiled_in_context += 1;
         if self.compiled_in_context > FUNCTIONS_PER_CONTEXT {
             self.context = Context::create();
             self.compiled_in_context = 1;
         }
-        let llvm_module = translate::translate_function(
+        let (llvm_module, entered) = translate::translate_function(
             &self.context,
             module,
             func_index,
@@ -208,14 +209,19 @@ impl LlvmCompiler {
         let name = match kind {
             EntryKind::Function => format!("f{func_index}"),
             EntryKind::Osr { loop_index } => format!("f{func_index}-osr{loop_index}"),
+            EntryKind::OsrDirect { loops } => {
+                let list: Vec<String> = loops.iter().map(u32::to_string).collect();
+                format!("f{func_index}-osr{}", list.join("_"))
+            }
         };
         let code = self.finish(&llvm_module, &name)?;
-        Ok(CompiledFunction {
+        let function = CompiledFunction {
             code,
             traps: Vec::new(),
             srclocs: Vec::new(),
             fault_trap: Some(TrapCode::MemoryOutOfBounds),
-        })
+        };
+        Ok((function, entered))
     }
 
     /// Verifies (in debug builds), optimizes and compiles `module`, and links the result.
@@ -270,6 +276,7 @@ impl FunctionCompiler for LlvmCompiler {
         validator: Option<&mut FuncValidator<ValidatorResources>>,
     ) -> Result<CompiledFunction, CompileError> {
         self.compile(module, func_index, body, validator, EntryKind::Function)
+            .map(|(f, _)| f)
     }
 
     fn compile_osr_entry(
@@ -285,6 +292,23 @@ impl FunctionCompiler for LlvmCompiler {
             body,
             None,
             EntryKind::Osr { loop_index },
+        )
+        .map(|(f, _)| f)
+    }
+
+    fn compile_osr_entries(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        loops: &[u32],
+    ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
+        self.compile(
+            module,
+            func_index,
+            body,
+            None,
+            EntryKind::OsrDirect { loops },
         )
     }
 

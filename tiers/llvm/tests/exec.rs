@@ -16,7 +16,7 @@ use harness::{Instance, Module, call_f32, call_f64, call_i32, call_i64, wat};
 use spate_tier_llvm::{LlvmCompiler, LlvmOptions, LlvmTier};
 use spate_tiers::abi::ValRaw;
 use spate_tiers::libcall::Libcall;
-use spate_tiers::{CompileErrorKind, FunctionCompiler, TrapCode};
+use spate_tiers::{CompileErrorKind, CompiledFunction, FunctionCompiler, TrapCode};
 use wasmparser::{Parser, Payload};
 
 fn compiler() -> LlvmCompiler {
@@ -645,13 +645,67 @@ fn call_osr_i64(inst: &mut Instance, name: &str, loop_index: u32, locals: &[ValR
         |body| compiler().compile_osr_entry(&info, index, body, loop_index),
     )
     .expect("OSR entry compiles");
+    call_entry_i64(inst, &compiled, loop_index, locals)
+}
+
+/// Calls the OSR entry `compiled` (of a function returning one `i64`) for loop `loop_index`
+/// with `locals`.
+fn call_entry_i64(
+    inst: &mut Instance,
+    compiled: &CompiledFunction,
+    loop_index: u32,
+    locals: &[ValRaw],
+) -> i64 {
     let code = harness::Code::new(&compiled.code);
-    type Osr = unsafe extern "C" fn(*mut u8, *mut u8, *const ValRaw) -> i64;
+    type Osr = unsafe extern "C" fn(*mut u8, *mut u8, *const ValRaw, u32) -> i64;
     // SAFETY: the entry was compiled for the OSR signature of a function returning one i64.
     let f: Osr = unsafe { std::mem::transmute(code.ptr()) };
     let vmctx: *mut u8 = (&mut *inst.vmctx as *mut spate_tiers::vmctx::VMContext).cast();
     // SAFETY: the instance's context is live; `locals` has a slot for every local.
-    unsafe { f(vmctx, vmctx, locals.as_ptr()) }
+    unsafe { f(vmctx, vmctx, locals.as_ptr(), loop_index) }
+}
+
+#[test]
+fn direct_osr_entry_serves_every_loop_it_names() {
+    let mut inst = instance(OSR_MODULE);
+    let v = |x: i64| ValRaw::i64(x);
+    let index = inst.module.exports["deep"];
+    let info = inst.module.info.clone();
+    let bytes = inst.module.bytes.clone();
+    // Loops 0..=3 nest; 9 does not exist. One entry serves the four, whichever is asked for.
+    let (compiled, loops) = with_body(&bytes, index, info.num_imported_functions, |body| {
+        compiler().compile_osr_entries(&info, index, body, &[3, 0, 9, 1, 2])
+    })
+    .expect("direct OSR entry compiles");
+    assert_eq!(loops, vec![0, 1, 2, 3]);
+    for (at, i, j, k, acc) in [
+        (0, 0, 0, 0, 0),
+        (0, 3, 9, 9, 77),
+        (1, 2, 3, 9, -5),
+        (1, 4, 3, 2, 11),
+        (2, 1, 2, 3, 123_456),
+        (2, 5, 0, 1, -1),
+        (3, 4, 0, 0, 99),
+    ] {
+        assert_eq!(
+            call_entry_i64(&mut inst, &compiled, at, &[v(6), v(i), v(j), v(k), v(acc)]),
+            deep_from(at, 6, i, j, k, acc),
+            "direct entry, loop {at} at i={i} j={j} k={k} acc={acc}"
+        );
+    }
+    // Only some of the loops: the entry serves those.
+    let (_, loops) = with_body(&bytes, index, info.num_imported_functions, |body| {
+        compiler().compile_osr_entries(&info, index, body, &[2])
+    })
+    .expect("direct OSR entry compiles");
+    assert_eq!(loops, vec![2]);
+    // None of the loops can be entered: unsupported, not an internal error.
+    let idx = inst.module.exports["not_eligible"];
+    let err = with_body(&bytes, idx, 0, |b| {
+        compiler().compile_osr_entries(&info, idx, b, &[0, 5])
+    })
+    .unwrap_err();
+    assert_eq!(err.kind, CompileErrorKind::Unsupported, "{err}");
 }
 
 const OSR_MODULE: &str = r#"(module
@@ -949,14 +1003,14 @@ fn osr_entries_continue_the_function() {
     })
     .expect("OSR entry compiles");
     let code = harness::Code::new(&compiled.code);
-    type Osr2 = unsafe extern "C" fn(*mut u8, *mut u8, *const ValRaw, *mut ValRaw);
+    type Osr2 = unsafe extern "C" fn(*mut u8, *mut u8, *const ValRaw, u32, *mut ValRaw);
     // SAFETY: the entry was compiled for the OSR signature of a function with two results.
     let f: Osr2 = unsafe { std::mem::transmute(code.ptr()) };
     let vmctx: *mut u8 = (&mut *inst.vmctx as *mut spate_tiers::vmctx::VMContext).cast();
     let locals = [ValRaw::i32(10), ValRaw::i32(4), ValRaw::i64(6)];
     let mut results = [ValRaw::default(); 2];
     // SAFETY: live context, a slot per local, a return area of two slots.
-    unsafe { f(vmctx, vmctx, locals.as_ptr(), results.as_mut_ptr()) };
+    unsafe { f(vmctx, vmctx, locals.as_ptr(), 0, results.as_mut_ptr()) };
     let (mut i, mut s) = (4i64, 6i64);
     loop {
         s += i;

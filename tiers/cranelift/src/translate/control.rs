@@ -487,13 +487,14 @@ impl FuncTranslator<'_> {
         self.builder.ins().brif(entry, enter, &[], cont, &[]);
         self.builder.seal_block(enter);
         self.builder.switch_to_block(enter);
-        self.emit_osr_transfer(entry);
+        self.emit_osr_transfer(entry, loop_index);
         self.builder.seal_block(cont);
         self.builder.switch_to_block(cont);
     }
 
-    /// Spills the locals and tail-transfers to the OSR entry `entry`, returning its results.
-    fn emit_osr_transfer(&mut self, entry: ir::Value) {
+    /// Spills the locals and tail-transfers to the OSR entry `entry` for loop `loop_index`,
+    /// returning its results.
+    fn emit_osr_transfer(&mut self, entry: ir::Value, loop_index: u32) {
         let slot_size = spate_tiers::abi::RET_AREA_SLOT;
         let n = self.locals.len() as u32;
         // One slot per function, shared by every loop's transfer: each explicit slot is part
@@ -513,7 +514,8 @@ impl FuncTranslator<'_> {
                 .store(trusted(), v, buf, (i as u32 * slot_size) as i32);
         }
         let sig = self.osr_signature();
-        let mut args = vec![self.vmctx, self.vmctx, buf];
+        let lp = self.builder.ins().iconst(types::I32, i64::from(loop_index));
+        let mut args = vec![self.vmctx, self.vmctx, buf, lp];
         args.extend(self.ret_area);
         let call = self.builder.ins().call_indirect(sig, entry, &args);
         let results = self.builder.inst_results(call).to_vec();

@@ -255,7 +255,8 @@ pub(crate) fn trusted_readonly() -> MemFlagsData {
 
 impl<'a> FuncTranslator<'a> {
     /// The signature of an OSR entry of this function (`spate_tiers::abi`): contexts, the
-    /// locals array, the return area if any, and the function's single result if it has one.
+    /// locals array, the loop's index, the return area if any, and the function's single result
+    /// if it has one.
     pub(crate) fn osr_signature(&mut self) -> SigRef {
         if let Some(sig) = self.osr_sig {
             return sig;
@@ -265,6 +266,7 @@ impl<'a> FuncTranslator<'a> {
             .push(AbiParam::special(types::I64, ArgumentPurpose::VMContext));
         sig.params.push(AbiParam::new(types::I64));
         sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I32));
         if self.ret_area.is_some() {
             sig.params.push(AbiParam::new(types::I64));
         }

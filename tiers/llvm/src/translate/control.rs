@@ -79,6 +79,33 @@ pub(crate) struct OsrState<'ctx> {
     flag: Option<PointerValue<'ctx>>,
 }
 
+/// A direct on-stack-replacement entry: the prologue dispatches on the entry's `loop_index`
+/// argument straight to the header of each of several loops (no copies, unlike [`OsrState`]).
+pub(crate) struct OsrDirect<'ctx> {
+    /// The loops asked for, ascending.
+    wanted: Vec<u32>,
+    /// `loop` operators seen so far.
+    loops_seen: u32,
+    /// Set by [`FuncTranslator::note_loop`] when the loop about to be translated is entered.
+    next: Option<u32>,
+    /// The loops entered, each with the block that branches to its header.
+    entered: Vec<(u32, BasicBlock<'ctx>)>,
+}
+
+impl OsrDirect<'_> {
+    pub(crate) fn new(loops: &[u32]) -> Self {
+        let mut wanted = loops.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        OsrDirect {
+            wanted,
+            loops_seen: 0,
+            next: None,
+            entered: Vec::new(),
+        }
+    }
+}
+
 impl OsrState<'_> {
     pub(crate) fn new(loop_index: u32) -> Self {
         OsrState {
@@ -534,6 +561,19 @@ impl<'ctx> FuncTranslator<'ctx> {
         let Operator::Loop { blockty } = *op else {
             return Ok(false);
         };
+        if let Some(direct) = &self.osr_direct {
+            let index = direct.loops_seen;
+            // A loop is entered when it is wanted, reachable, and nothing is on the operand
+            // stack at its header; the others are left out (the caller learns which).
+            let enter = direct.wanted.binary_search(&index).is_ok()
+                && self.reachable
+                && self.stack.is_empty()
+                && self.block_sig(blockty, offset)?.params().is_empty();
+            let direct = self.osr_direct.as_mut().expect("direct OSR translation");
+            direct.loops_seen += 1;
+            direct.next = enter.then_some(index);
+            return Ok(false);
+        }
         let Some(osr) = &self.osr else {
             return Ok(false);
         };
@@ -610,6 +650,18 @@ impl<'ctx> FuncTranslator<'ctx> {
         header: BasicBlock<'ctx>,
         header_phis: &[PhiValue<'ctx>],
     ) -> Result<(), CompileError> {
+        if let Some(direct) = &mut self.osr_direct {
+            if let Some(index) = direct.next.take() {
+                // Eligible loops have no parameters, so the header has no phis to feed.
+                debug_assert!(header_phis.is_empty());
+                let hop = self.ctx.append_basic_block(self.func, "osr_enter");
+                let b = self.ctx.create_builder();
+                b.position_at_end(hop);
+                b.build_unconditional_branch(header).unwrap();
+                direct.entered.push((index, hop));
+            }
+            return Ok(());
+        }
         let Some(osr) = &self.osr else {
             return Ok(());
         };
@@ -716,6 +768,45 @@ impl<'ctx> FuncTranslator<'ctx> {
             phi.add_incoming(&[(v as &dyn BasicValue<'ctx>, fallthrough.block)]);
         }
         b.build_unconditional_branch(next).unwrap();
+    }
+
+    /// For a direct OSR entry, after the translation: the block dispatching on the entry's
+    /// `loop_index` argument to the entered loops (any other index traps), and those loops.
+    pub(super) fn finish_osr_direct(
+        &mut self,
+        offset: usize,
+    ) -> Result<Option<(BasicBlock<'ctx>, Vec<u32>)>, CompileError> {
+        let Some(direct) = self.osr_direct.take() else {
+            return Ok(None);
+        };
+        if direct.entered.is_empty() {
+            return Err(CompileError::unsupported(
+                format!(
+                    "no on-stack-replacement entry for loops {:?}: none can be entered (each \
+                     is unreachable, missing, or entered with a non-empty operand stack)",
+                    direct.wanted
+                ),
+                offset,
+            ));
+        }
+        let index = self
+            .func
+            .get_nth_param(3)
+            .expect("loop index parameter")
+            .into_int_value();
+        let dispatch = self.ctx.append_basic_block(self.func, "osr_dispatch");
+        let other = self.trap_block(TrapCode::UnreachableCodeReached);
+        let i32_type = self.ctx.i32_type();
+        let cases: Vec<_> = direct
+            .entered
+            .iter()
+            .map(|&(l, hop)| (i32_type.const_int(u64::from(l), false), hop))
+            .collect();
+        let b = self.ctx.create_builder();
+        b.position_at_end(dispatch);
+        b.build_switch(index, other, &cases).unwrap();
+        let loops = direct.entered.iter().map(|&(l, _)| l).collect();
+        Ok(Some((dispatch, loops)))
     }
 
     /// Checks, after the translation, that the OSR path reached its target loop.

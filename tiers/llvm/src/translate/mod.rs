@@ -107,13 +107,20 @@ enum Hoisted {
 
 /// What the translation produces: a normal function, or an on-stack-replacement entry.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EntryKind {
+pub(crate) enum EntryKind<'a> {
     /// The function itself.
     Function,
-    /// An OSR entry at the header of loop `loop_index`.
+    /// An OSR entry at the header of loop `loop_index`, reached through the headers of the
+    /// loops enclosing it and a copy of the loop (see `control::OsrState`).
     Osr {
         /// Zero-based count of `loop` operators before the loop in the body.
         loop_index: u32,
+    },
+    /// One OSR entry that branches straight to the header of any of these loops, picked by its
+    /// `loop_index` argument (see `control::OsrDirect`).
+    OsrDirect {
+        /// The loops asked for.
+        loops: &'a [u32],
     },
 }
 
@@ -151,18 +158,23 @@ pub(crate) struct FuncTranslator<'ctx> {
     trap_blocks: HashMap<u8, BasicBlock<'ctx>>,
     /// On-stack replacement: the loop to enter, how many loops were seen, and the way to it.
     osr: Option<control::OsrState<'ctx>>,
+    /// A direct on-stack-replacement entry: the loops asked for and those entered.
+    osr_direct: Option<control::OsrDirect<'ctx>>,
+    /// The loops a direct OSR entry serves, once translated.
+    osr_entered: Vec<u32>,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into a new LLVM module
-/// holding one function named [`FUNCTION_SYMBOL`].
+/// holding one function named [`FUNCTION_SYMBOL`]. Also returns, for
+/// [`EntryKind::OsrDirect`], the loops the entry serves (empty otherwise).
 pub(crate) fn translate_function<'ctx>(
     ctx: &'ctx Context,
     info: &'ctx ModuleInfo,
     func_index: u32,
     body: &FunctionBody<'_>,
     validator: Option<&mut FuncValidator<ValidatorResources>>,
-    kind: EntryKind,
-) -> Result<Module<'ctx>, CompileError> {
+    kind: EntryKind<'_>,
+) -> Result<(Module<'ctx>, Vec<u32>), CompileError> {
     let body_offset = body.range().start as usize;
     check_module_support(info, body_offset)?;
     info.defined_func_index(func_index)
@@ -210,12 +222,17 @@ pub(crate) fn translate_function<'ctx>(
         hoisted: HashMap::new(),
         trap_blocks: HashMap::new(),
         osr: match kind {
-            EntryKind::Function => None,
             EntryKind::Osr { loop_index } => Some(control::OsrState::new(loop_index)),
+            _ => None,
         },
+        osr_direct: match kind {
+            EntryKind::OsrDirect { loops } => Some(control::OsrDirect::new(loops)),
+            _ => None,
+        },
+        osr_entered: Vec::new(),
     };
     t.translate_body(ty, body, validator, body_offset)?;
-    Ok(t.module)
+    Ok((t.module, t.osr_entered))
 }
 
 /// Function attributes of every generated function.
@@ -286,7 +303,7 @@ pub(crate) fn basic_type<'ctx>(
 
 /// The LLVM type of a wasm function of type `ty` under the Spate ABI:
 /// `(callee_vmctx, caller_vmctx, params.. [, ret_area]) -> [result]`, or for an OSR entry
-/// `(callee_vmctx, caller_vmctx, locals [, ret_area]) -> [result]`.
+/// `(callee_vmctx, caller_vmctx, locals, loop_index: i32 [, ret_area]) -> [result]`.
 pub(crate) fn wasm_fn_type<'ctx>(
     ctx: &'ctx Context,
     ty: &FuncType,
@@ -297,6 +314,7 @@ pub(crate) fn wasm_fn_type<'ctx>(
     let mut params: Vec<BasicMetadataTypeEnum<'ctx>> = vec![ptr.into(), ptr.into()];
     if osr {
         params.push(ptr.into());
+        params.push(ctx.i32_type().into());
     } else {
         for &p in ty.params() {
             params.push(basic_type(ctx, p, offset)?.into());
@@ -612,7 +630,7 @@ impl<'ctx> FuncTranslator<'ctx> {
             let ptr = self.prologue.build_alloca(lt, "").unwrap();
             self.locals.push(Local { ptr, ty: lt });
         }
-        let osr_locals = self.osr.is_some().then(|| {
+        let osr_locals = (self.osr.is_some() || self.osr_direct.is_some()).then(|| {
             self.func
                 .get_nth_param(2)
                 .expect("locals parameter")
@@ -681,7 +699,14 @@ impl<'ctx> FuncTranslator<'ctx> {
         }
 
         self.finish_osr()?;
-        self.finish_prologue(osr_entry.unwrap_or(start));
+        let entry = match self.finish_osr_direct(body_offset)? {
+            Some((dispatch, loops)) => {
+                self.osr_entered = loops;
+                dispatch
+            }
+            None => osr_entry.unwrap_or(start),
+        };
+        self.finish_prologue(entry);
         Ok(())
     }
 
