@@ -9,12 +9,13 @@
 //!   crossbeam channel;
 //! * `LoopTierUp` at the header of a loop entered with an empty operand stack: the same, and the
 //!   request also asks for an on-stack-replacement (OSR) entry; once it is installed the libcall
-//!   returns it and the baseline code continues the function there. The entry asked for is the
-//!   one of the outermost such loop enclosing the hot loop (see [`osr_entry`]): in it the inner
-//!   loops start from their own initial values, which the optimizer can reason about, instead of
-//!   values loaded from the locals array. Once an entry is installed the runtime arms its loop
-//!   (the function's word in the second half of `ModuleInner::budgets` becomes `loop + 1`), and
-//!   that loop's header takes the entry at its next iteration.
+//!   returns it and the baseline code continues the function there. The first entry of a
+//!   function serves all its outermost loops at once, and the entry taken is preferably one of
+//!   a loop enclosing the hot loop (see [`osr_entry`]): in it the inner loops start from their
+//!   own initial values, which the optimizer can reason about, instead of values loaded from the
+//!   locals array. The runtime arms such a loop (the function's word in the second half of
+//!   `ModuleInner::budgets` becomes `loop + 1`), and that loop's header takes the entry at its
+//!   next iteration.
 //!
 //! Background threads (owned by the engine, started on the first request; each keeps its own
 //! optimizing compiler and so its own LLVM context) drain the channel into a shared pending set
