@@ -83,6 +83,17 @@ enum OsrWhy {
     ForInner,
 }
 
+impl OsrWhy {
+    /// Why loop `l`'s entry is wanted while loop `hot` is the hot one.
+    fn of(l: u32, hot: u32) -> OsrWhy {
+        if l == hot {
+            OsrWhy::Own
+        } else {
+            OsrWhy::ForInner
+        }
+    }
+}
+
 /// What is known about one loop's OSR entry.
 #[derive(Clone, Copy)]
 enum OsrState {
@@ -601,11 +612,7 @@ pub(crate) fn osr_entry(
         }
         let next = chain[i + 1];
         if at.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
-            let why = if next == loop_index {
-                OsrWhy::Own
-            } else {
-                OsrWhy::ForInner
-            };
+            let why = OsrWhy::of(next, loop_index);
             request_osr(
                 engine,
                 module,
@@ -631,16 +638,7 @@ pub(crate) fn osr_entry(
         if chain.iter().any(|l| loops.contains(l)) {
             let pending: Vec<(u32, OsrWhy)> = loops
                 .iter()
-                .map(|&l| {
-                    (
-                        l,
-                        if l == loop_index {
-                            OsrWhy::Own
-                        } else {
-                            OsrWhy::ForInner
-                        },
-                    )
-                })
+                .map(|&l| (l, OsrWhy::of(l, loop_index)))
                 .collect();
             if request_osr(
                 engine,
@@ -657,11 +655,7 @@ pub(crate) fn osr_entry(
         }
     }
     if let Some(&l) = chain.iter().find(|&&l| !osr.contains_key(&(def_index, l))) {
-        let why = if l == loop_index {
-            OsrWhy::Own
-        } else {
-            OsrWhy::ForInner
-        };
+        let why = OsrWhy::of(l, loop_index);
         request_osr(
             engine,
             module,
