@@ -392,16 +392,23 @@ fn set_up_then_kernel_expect(n: i32, outer: i32) -> i32 {
     acc
 }
 
-#[test]
-fn one_direct_entry_serves_the_loop_nest_after_the_set_up() {
-    // The set-up loop gets hot first and asks for the function's first entry, which serves
-    // every top-level loop: the kernel's outer loop takes it, with no second compile.
-    let (acc, outer, stats) = nested_run(&set_up_then_kernel(false), 3000, |polls| polls < 3);
+/// Runs `set_up_then_kernel(phases)` until a few polls after the OSR entry; checks that one
+/// entry was compiled and taken and that the result is right; returns the stats.
+fn set_up_then_kernel_run(phases: bool) -> spate::Stats {
+    let (acc, outer, stats) = nested_run(&set_up_then_kernel(phases), 3000, |polls| polls < 3);
     assert_eq!(stats.osr_entries, 1, "{stats}");
     assert_eq!(stats.osr_compiled, 1, "{stats}");
     assert_eq!(stats.tier_up_failures, 0, "{stats}");
     assert!(outer > 3, "{outer}");
     assert_eq!(acc, set_up_then_kernel_expect(3000, outer));
+    stats
+}
+
+#[test]
+fn one_direct_entry_serves_the_loop_nest_after_the_set_up() {
+    // The set-up loop gets hot first and asks for the function's first entry, which serves
+    // every top-level loop: the kernel's outer loop takes it, with no second compile.
+    set_up_then_kernel_run(false);
 }
 
 #[test]
@@ -409,13 +416,8 @@ fn a_loop_over_phases_is_entered_at_the_phase_running() {
     // The phase loop runs once and holds the set-up loop and the kernel: the first entry also
     // serves the loops directly inside it, so the kernel's outer loop takes it although the
     // phase loop's header never comes round again, and nothing else is compiled.
-    let (acc, outer, stats) = nested_run(&set_up_then_kernel(true), 3000, |polls| polls < 3);
-    assert_eq!(stats.osr_entries, 1, "{stats}");
+    let stats = set_up_then_kernel_run(true);
     assert_eq!(stats.osr_outer_entries, 1, "{stats}");
-    assert_eq!(stats.osr_compiled, 1, "{stats}");
-    assert_eq!(stats.tier_up_failures, 0, "{stats}");
-    assert!(outer > 3, "{outer}");
-    assert_eq!(acc, set_up_then_kernel_expect(3000, outer));
 }
 
 #[test]

@@ -53,7 +53,7 @@ macro_rules! trace {
 
 /// When tracing started, if `SPATE_TIER_TRACE` is set.
 fn trace_start() -> Option<Instant> {
-    static START: std::sync::OnceLock<Option<Instant>> = std::sync::OnceLock::new();
+    static START: OnceLock<Option<Instant>> = OnceLock::new();
     *START.get_or_init(|| std::env::var_os("SPATE_TIER_TRACE").map(|_| Instant::now()))
 }
 
@@ -574,18 +574,7 @@ pub(crate) fn osr_entry(
     }
     tiering.heat[def].fetch_add(1, Ordering::Relaxed);
     let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
-    // The loops from `outer_loop` in to `loop_index`.
-    let mut chain = vec![loop_index];
-    while let Some(&Some(p)) = parents.get(*chain.last().expect("not empty") as usize) {
-        if chain.last() == Some(&outer_loop) {
-            break;
-        }
-        chain.push(p);
-    }
-    if chain.last() != Some(&outer_loop) {
-        chain = vec![loop_index];
-    }
-    chain.reverse();
+    let chain = loop_chain(parents, outer_loop, loop_index);
 
     // The innermost loop of the chain with an installed entry.
     let ready = chain
@@ -598,12 +587,9 @@ pub(crate) fn osr_entry(
         });
     if let Some((i, l, entry, at)) = ready {
         if l == loop_index {
-            let why = match osr.get(&(def_index, l)) {
-                Some(&OsrState::Ready { why, .. }) => why,
-                _ => OsrWhy::Own,
-            };
+            // The hot loop takes its own entry (whatever it was once armed for).
             drop(osr);
-            return take_osr_entry(engine, module, tiering, def_index, entry, why, l);
+            return take_osr_entry(engine, module, tiering, def_index, entry, OsrWhy::Own, l);
         }
         // An enclosing loop's header takes it next time round.
         armed.store(l.saturating_add(1) as i32, Ordering::Relaxed);
@@ -667,6 +653,24 @@ pub(crate) fn osr_entry(
         );
     }
     std::ptr::null()
+}
+
+/// The loops from `outer` in to `inner` (outermost first), per `parents`; just `inner` if
+/// `outer` does not enclose it.
+fn loop_chain(parents: &[Option<u32>], outer: u32, inner: u32) -> Vec<u32> {
+    let mut chain = vec![inner];
+    let mut at = inner;
+    while at != outer {
+        match parents.get(at as usize) {
+            Some(&Some(p)) => {
+                chain.push(p);
+                at = p;
+            }
+            _ => return vec![inner],
+        }
+    }
+    chain.reverse();
+    chain
 }
 
 /// The loops the first, direct OSR entry of a function serves (see [`osr_entry`]): its
@@ -1051,6 +1055,20 @@ mod tests {
         assert_eq!(a.install_latency_total, Duration::from_millis(5));
         assert_eq!(a.install_latency_max, Duration::from_millis(4));
         assert_eq!(a.last_tier_up_failure.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn loop_chains_and_direct_entry_loops() {
+        // 0 { 1 { 2 } 3 }  4 { 5 }  6
+        let parents = [None, Some(0), Some(1), Some(0), None, Some(4), None];
+        assert_eq!(loop_chain(&parents, 0, 2), vec![0, 1, 2]);
+        assert_eq!(loop_chain(&parents, 1, 2), vec![1, 2]);
+        assert_eq!(loop_chain(&parents, 2, 2), vec![2]);
+        // `outer` does not enclose `inner`.
+        assert_eq!(loop_chain(&parents, 4, 2), vec![2]);
+        // Outermost loops, and the loops directly inside loop 0 (it holds two); not loop 5,
+        // the only loop inside 4, nor loop 2, two levels down.
+        assert_eq!(direct_entry_loops(&parents), vec![0, 1, 3, 4, 6]);
     }
 
     #[test]

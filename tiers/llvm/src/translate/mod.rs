@@ -160,8 +160,6 @@ pub(crate) struct FuncTranslator<'ctx> {
     osr: Option<control::OsrState<'ctx>>,
     /// A direct on-stack-replacement entry: the loops asked for and those entered.
     osr_direct: Option<control::OsrDirect<'ctx>>,
-    /// The loops a direct OSR entry serves, once translated.
-    osr_entered: Vec<u32>,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into a new LLVM module
@@ -229,10 +227,9 @@ pub(crate) fn translate_function<'ctx>(
             EntryKind::OsrDirect { loops } => Some(control::OsrDirect::new(loops)),
             _ => None,
         },
-        osr_entered: Vec::new(),
     };
-    t.translate_body(ty, body, validator, body_offset)?;
-    Ok((t.module, t.osr_entered))
+    let entered = t.translate_body(ty, body, validator, body_offset)?;
+    Ok((t.module, entered))
 }
 
 /// Function attributes of every generated function.
@@ -596,14 +593,14 @@ impl<'ctx> FuncTranslator<'ctx> {
             .expect("builder is positioned")
     }
 
-    /// Translates the whole body.
+    /// Translates the whole body; returns the loops a direct OSR entry serves (empty otherwise).
     fn translate_body(
         &mut self,
         ty: &FuncType,
         body: &FunctionBody<'_>,
         mut validator: Option<&mut FuncValidator<ValidatorResources>>,
         body_offset: usize,
-    ) -> Result<(), CompileError> {
+    ) -> Result<Vec<u32>, CompileError> {
         // Locals: parameters, then declared locals.
         let mut local_types = Vec::new();
         for &p in ty.params() {
@@ -699,15 +696,12 @@ impl<'ctx> FuncTranslator<'ctx> {
         }
 
         self.finish_osr()?;
-        let entry = match self.finish_osr_direct(body_offset)? {
-            Some((dispatch, loops)) => {
-                self.osr_entered = loops;
-                dispatch
-            }
-            None => osr_entry.unwrap_or(start),
+        let (entry, entered) = match self.finish_osr_direct(body_offset)? {
+            Some((dispatch, loops)) => (dispatch, loops),
+            None => (osr_entry.unwrap_or(start), Vec::new()),
         };
         self.finish_prologue(entry);
-        Ok(())
+        Ok(entered)
     }
 
     /// Ends the prologue with the stack-limit check and a branch to `entry`.
