@@ -7,6 +7,7 @@ use crate::types::FuncType;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use spate_tier_cranelift::{CraneliftOptions, CraneliftTier};
+pub use spate_tier_llvm::Pipeline as LlvmPipeline;
 use spate_tier_llvm::{LlvmOptions, LlvmTier};
 use spate_tiers::Tier;
 use std::collections::HashMap;
@@ -92,6 +93,7 @@ pub struct Config {
     pub(crate) verify: bool,
     pub(crate) multi_memory: bool,
     pub(crate) lazy: CompileStrategy,
+    pub(crate) llvm_pipeline: LlvmPipeline,
 }
 
 impl Default for Config {
@@ -110,6 +112,7 @@ impl Default for Config {
             verify: cfg!(debug_assertions),
             multi_memory: false,
             lazy: CompileStrategy::Background,
+            llvm_pipeline: LlvmPipeline::default(),
         }
     }
 }
@@ -199,6 +202,14 @@ impl Config {
     /// threshold, clamped to what the `i32` counters in compiled code can hold.
     pub(crate) fn tier_up_budget(&self) -> i32 {
         i32::try_from(self.tier_up_threshold).unwrap_or(i32::MAX)
+    }
+
+    /// The LLVM pass pipeline of the optimizing tier (optimized and tiered modes; default:
+    /// [`LlvmPipeline::Lean`], made for modules a compiler has already optimized;
+    /// [`LlvmPipeline::O3`] for modules built without optimization).
+    pub fn llvm_pipeline(&mut self, pipeline: LlvmPipeline) -> &mut Self {
+        self.llvm_pipeline = pipeline;
+        self
     }
 
     /// Runs the Cranelift IR verifier on every function (slower; on by default in debug builds).
@@ -301,8 +312,10 @@ impl Engine {
         let optimizing: Option<Arc<dyn Tier>> = match config.tier {
             TierMode::Baseline => None,
             TierMode::Optimized | TierMode::Tiered => Some(Arc::new(
-                LlvmTier::new(LlvmOptions::default())
-                    .map_err(|e| anyhow::anyhow!("cannot set up the optimizing tier: {e}"))?,
+                LlvmTier::new(LlvmOptions {
+                    pipeline: config.llvm_pipeline,
+                })
+                .map_err(|e| anyhow::anyhow!("cannot set up the optimizing tier: {e}"))?,
             )),
         };
         static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

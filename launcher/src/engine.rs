@@ -53,6 +53,28 @@ impl CompileChoice {
     }
 }
 
+/// The optimizing tier's LLVM pipeline, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PipelineChoice {
+    /// The passes that pay off on an already optimized module (the default).
+    Lean,
+    /// LLVM's `default<O2>`.
+    O2,
+    /// LLVM's `default<O3>`.
+    O3,
+}
+
+impl PipelineChoice {
+    /// The engine's pipeline.
+    pub fn pipeline(self) -> spate::LlvmPipeline {
+        match self {
+            PipelineChoice::Lean => spate::LlvmPipeline::Lean,
+            PipelineChoice::O2 => spate::LlvmPipeline::O2,
+            PipelineChoice::O3 => spate::LlvmPipeline::O3,
+        }
+    }
+}
+
 impl fmt::Display for TierChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -79,6 +101,8 @@ pub struct EngineSettings {
     /// When functions are compiled (`None`: the engine's default, compile in the background
     /// and at first call, so a module is ready when its last byte is validated).
     pub compile_strategy: Option<spate::CompileStrategy>,
+    /// The optimizing tier's LLVM pipeline; `None` keeps the engine's default (lean).
+    pub llvm_pipeline: Option<spate::LlvmPipeline>,
 }
 
 impl EngineSettings {
@@ -97,6 +121,9 @@ impl EngineSettings {
         }
         if let Some(s) = self.compile_strategy {
             config.compile_strategy(s);
+        }
+        if let Some(p) = self.llvm_pipeline {
+            config.llvm_pipeline(p);
         }
         config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)

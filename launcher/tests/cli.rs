@@ -144,6 +144,33 @@ fn every_tier_compiles_and_reports_its_figures() {
     let out = spate(&["compile", "--tier", "fastest", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("possible values: baseline, optimized, tiered"));
+    // Every LLVM pipeline compiles it; an unknown one is a usage error naming the choices.
+    for pipeline in ["lean", "o2", "o3"] {
+        let out = spate(&[
+            "compile",
+            "--tier",
+            "optimized",
+            "--llvm-pipeline",
+            pipeline,
+            "--stats",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{pipeline}: {}", stderr(&out));
+        let err = stderr(&out);
+        let line = err.lines().find(|l| l.starts_with("optimized")).unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some("1"),
+            "{pipeline}: {line}"
+        );
+    }
+    let out = spate(&["compile", "--llvm-pipeline", "o1", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("possible values: lean, o2, o3"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -158,6 +185,7 @@ fn help_explains_every_flag_with_an_example() {
             "--compile-threads",
             "--tier-up-threshold",
             "--tier-up-threads",
+            "--llvm-pipeline",
             "--stats",
         ] {
             assert!(text.contains(flag), "{command}: {text}");

@@ -29,12 +29,15 @@ to native and compile figures.
 options:
   --kernel NAME[,NAME]  kernels to run (default: all; repeatable; see --list)
   --tier LIST           comma-separated modes among baseline, optimized, tiered (default: all)
-  --reps N              repetitions of every (kernel, mode), medians reported (default 3)
+  --reps N              repetitions of every (kernel, mode), medians reported (default 3); every
+                        wasm run is paired with a native run just before it, and each ratio
+                        is the median over the repetitions of wasm / paired native
   --quick               one repetition (same as --reps 1)
   --separate            run each kernel from its own module (benches/kernels/NAME.wasm) instead
                         of the module holding all five (benches/kernels/kernels.wasm)
   --threshold N         Config::tier_up_threshold (default: the engine's)
   --compile-threads N   Config::compile_threads (default: the engine's)
+  --llvm-pipeline P     Config::llvm_pipeline: lean, o2 or o3 (default: the engine's, lean)
   --markdown            print Markdown tables (for docs/BENCHMARKS.md)
   --list                list the kernels and exit
   -h, --help            this text";
@@ -156,7 +159,12 @@ mod engine_api {
     use super::{Figures, Mode};
 
     /// The engine configuration for `mode`.
-    pub fn config(mode: Mode, threshold: Option<u32>, threads: Option<usize>) -> spate::Config {
+    pub fn config(
+        mode: Mode,
+        threshold: Option<u32>,
+        threads: Option<usize>,
+        pipeline: Option<spate::LlvmPipeline>,
+    ) -> spate::Config {
         let mut config = spate::Config::new();
         config.tier(match mode {
             Mode::Baseline => spate::TierMode::Baseline,
@@ -168,6 +176,9 @@ mod engine_api {
         }
         if let Some(n) = threads {
             config.compile_threads(n);
+        }
+        if let Some(p) = pipeline {
+            config.llvm_pipeline(p);
         }
         // `Module::new` is timed as the compile: it returns when every function is compiled.
         config.compile_strategy(spate::CompileStrategy::Eager);
@@ -202,6 +213,7 @@ struct Options {
     separate: bool,
     threshold: Option<u32>,
     compile_threads: Option<usize>,
+    pipeline: Option<spate::LlvmPipeline>,
     markdown: bool,
 }
 
@@ -213,6 +225,7 @@ fn parse_args() -> Result<Options> {
         separate: false,
         threshold: None,
         compile_threads: None,
+        pipeline: None,
         markdown: false,
     };
     let mut args = std::env::args().skip(1);
@@ -257,6 +270,13 @@ fn parse_args() -> Result<Options> {
                         .context("--compile-threads")?,
                 )
             }
+            "--llvm-pipeline" => {
+                opts.pipeline = Some(
+                    value("--llvm-pipeline")?
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!(e))?,
+                )
+            }
             "--markdown" => opts.markdown = true,
             "--list" => {
                 for k in KERNELS {
@@ -289,6 +309,8 @@ struct Run {
     total: Duration,
     checksum: Checksum,
     figures: Figures,
+    /// The native run timed just before this one (the pair its ratios are taken against).
+    native: Duration,
 }
 
 /// Runs `kernel` once in `engine` (fresh, of `mode`) and checks its checksum against `native`.
@@ -353,6 +375,7 @@ fn run_wasm(
         total: compile + instantiate + run,
         checksum,
         figures,
+        native: Duration::ZERO,
     })
 }
 
@@ -362,17 +385,24 @@ fn time_native(kernel: &Kernel) -> (Duration, Checksum) {
     (start.elapsed(), v)
 }
 
-/// The median of each timing over `runs`, and the figures of the run with the median total.
+/// The median of each timing over `runs`, the median of the ratios of each run to the native
+/// run paired with it, and the figures of the run with the median total.
 struct Summary {
     compile: Duration,
     instantiate: Duration,
     run: Duration,
     total: Duration,
+    /// Median over the repetitions of run / paired native run.
+    run_ratio: f64,
+    /// Median over the repetitions of total / paired native run.
+    total_ratio: f64,
     figures: Figures,
 }
 
 fn summarise(runs: &[Run]) -> Summary {
     let med = |f: fn(&Run) -> Duration| Stats::new(&runs.iter().map(f).collect::<Vec<_>>()).median;
+    let med_ratio =
+        |f: fn(&Run) -> Duration| median_f64(runs.iter().map(|r| ratio(f(r), r.native)).collect());
     let mut by_total: Vec<&Run> = runs.iter().collect();
     by_total.sort_by_key(|r| r.total);
     Summary {
@@ -380,7 +410,20 @@ fn summarise(runs: &[Run]) -> Summary {
         instantiate: med(|r| r.instantiate),
         run: med(|r| r.run),
         total: med(|r| r.total),
+        run_ratio: med_ratio(|r| r.run),
+        total_ratio: med_ratio(|r| r.total),
         figures: by_total[(by_total.len() - 1) / 2].figures,
+    }
+}
+
+/// The median of `values` (not empty); for an even count, the mean of the two middle values.
+fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 
@@ -401,27 +444,30 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
     let mut unavailable: Vec<Option<String>> = vec![None; opts.modes.len()];
     let mut identical = true;
     for rep in 0..opts.reps {
-        let (t, v) = time_native(kernel);
-        if !v.identical(checksum) {
-            bail!(
-                "kernel {}: native checksum changed between calls",
-                kernel.name
-            );
-        }
-        native.push(t);
-        eprintln!(
-            "  {:<12} rep {}  native     {:>9.1} ms",
-            kernel.name,
-            rep + 1,
-            ms(t)
-        );
         for (i, &mode) in opts.modes.iter().enumerate() {
             if unavailable[i].is_some() {
                 continue;
             }
+            // Every wasm run is paired with a native run just before it, and its ratios are
+            // taken against that run, so a slow spell of a shared machine moves both.
+            let (t, v) = time_native(kernel);
+            if !v.identical(checksum) {
+                bail!(
+                    "kernel {}: native checksum changed between calls",
+                    kernel.name
+                );
+            }
+            native.push(t);
+            eprintln!(
+                "  {:<12} rep {}  native     {:>9.1} ms",
+                kernel.name,
+                rep + 1,
+                ms(t)
+            );
             // An engine that cannot be created (a tier not built in) skips the mode; any other
             // failure, a wrong checksum included, stops the benchmark.
-            let config = engine_api::config(mode, opts.threshold, opts.compile_threads);
+            let config =
+                engine_api::config(mode, opts.threshold, opts.compile_threads, opts.pipeline);
             let engine = match spate::Engine::new(&config) {
                 Ok(engine) => engine,
                 Err(e) => {
@@ -430,8 +476,9 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                     continue;
                 }
             };
-            let r = run_wasm(opts, engine, mode, kernel, checksum)
+            let mut r = run_wasm(opts, engine, mode, kernel, checksum)
                 .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))?;
+            r.native = t;
             identical &= r.checksum.identical(checksum);
             eprintln!(
                 "  {:<12} rep {}  {:<10} {:>9.1} ms run, {:>7.1} ms compile, {:>9.1} ms total \
@@ -523,8 +570,8 @@ fn report(opts: &Options, results: &[KernelResult]) {
                     format!("{:.2}", ms(s.instantiate)),
                     f0(s.run),
                     f0(s.total),
-                    f2(ratio(s.run, r.native)),
-                    f2(ratio(s.total, r.native)),
+                    f2(s.run_ratio),
+                    f2(s.total_ratio),
                     s.figures.tier_ups.to_string(),
                     s.figures.osr_entries.to_string(),
                 ]),
@@ -564,14 +611,14 @@ fn report(opts: &Options, results: &[KernelResult]) {
         };
         let (b, o, t) = (get(Mode::Baseline), get(Mode::Optimized), get(Mode::Tiered));
         let total = |s: Option<&Summary>| s.map_or("-".to_string(), |s| f0(s.total));
-        let rn = |s: Option<&Summary>| s.map_or("-".to_string(), |s| f2(ratio(s.run, r.native)));
+        let rn = |s: Option<&Summary>| s.map_or("-".to_string(), |s| f2(s.run_ratio));
         for (i, s) in [b, o, t].into_iter().enumerate() {
             if let Some(s) = s {
-                ratios[i].push(ratio(s.run, r.native));
+                ratios[i].push(s.run_ratio);
             }
         }
         let within = t.map_or("-".to_string(), |t| {
-            let x = ratio(t.run, r.native);
+            let x = t.run_ratio;
             if x <= 1.03 {
                 "yes (<= 1.03x)".into()
             } else if x <= 1.10 {
@@ -582,7 +629,7 @@ fn report(opts: &Options, results: &[KernelResult]) {
         });
         let lowest = match (b, o, t) {
             (Some(b), Some(o), Some(t)) => {
-                if t.total < b.total && t.total < o.total {
+                if t.total_ratio < b.total_ratio && t.total_ratio < o.total_ratio {
                     "yes".to_string()
                 } else {
                     "no".to_string()
@@ -623,7 +670,7 @@ fn report(opts: &Options, results: &[KernelResult]) {
         env!("CARGO_PKG_VERSION")
     );
     println!(
-        "Module: {} ({} bytes); median of {} repetition(s); total = compile + instantiate + run",
+        "Module: {} ({} bytes); median of {} repetition(s), each wasm run paired with a native run just before it (ratios: median of the paired ratios); total = compile + instantiate + run",
         if opts.separate {
             "one per kernel, benches/kernels/NAME.wasm".to_string()
         } else {
@@ -662,6 +709,10 @@ fn report(opts: &Options, results: &[KernelResult]) {
     if let Some(t) = opts.threshold {
         println!("Tier-up threshold: {t}");
     }
+    println!(
+        "LLVM pipeline: {}",
+        opts.pipeline.unwrap_or_default().name()
+    );
     let mut noted = Vec::new();
     for (mode, s) in results.iter().flat_map(|r| &r.modes) {
         if let Err(e) = s

@@ -1,8 +1,9 @@
 //! Spate's optimizing tier: WebAssembly function bodies to machine code through LLVM 19.
 //!
 //! Each function body is translated (validating it at the same time when the caller hands over
-//! a validator) into LLVM IR in a module of its own, optimized with LLVM's `default<O3>` (or
-//! `O2`) pipeline, compiled for the host CPU as position-independent code, and turned into one
+//! a validator) into LLVM IR in a module of its own, optimized with a [`Pipeline`] (by default
+//! the lean one made for code a WebAssembly producer has already optimized; LLVM's full
+//! `default<O3>` or `O2` on request), compiled for the host CPU as position-independent code, and turned into one
 //! self-contained blob: the function at offset 0 followed by its read-only data, with every
 //! relocation applied (see [`object`](crate::object)). The code follows the contract of
 //! [`spate_tiers`] exactly like the Cranelift baseline tier, with two differences:
@@ -15,8 +16,8 @@
 //!
 //! With the environment variable `SPATE_LLVM_DUMP` set to a directory, every compile writes
 //! `f<index>[-osr<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline) and `.s` (the
-//! machine code) there, e.g. to time the pipeline with `opt-19 -passes='default<O3>'
-//! -time-passes` or to compare hot loops with native code.
+//! machine code) there, e.g. to time a pipeline with `opt-19 -passes='default<O3>'
+//! -time-passes` (see [`Pipeline::passes`]) or to compare hot loops with native code.
 //!
 //! It also compiles on-stack-replacement entries, for one loop reached through its enclosing
 //! loops ([`FunctionCompiler::compile_osr_entry`]) or for several loops entered directly
@@ -51,17 +52,81 @@ use wasmparser::{FuncType, FuncValidator, FunctionBody, ValidatorResources};
 
 use translate::{EntryKind, FUNCTION_SYMBOL};
 
-/// Settings of the LLVM tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LlvmOptions {
-    /// LLVM optimization level: 2 (`default<O2>`) or 3 (`default<O3>`, the default).
-    pub opt_level: u8,
+/// The LLVM pass pipeline the tier runs on every translated function.
+///
+/// A WebAssembly module is nearly always the output of an optimizing compiler (clang, rustc and
+/// the like at `-O2`/`-O3`): its functions are already inlined, unrolled and vectorized, and
+/// running LLVM's whole `default<O3>` pipeline over them again mostly repeats that work. What the
+/// translation itself leaves to do is promoting locals to registers, folding the engine's
+/// address arithmetic, hoisting loads of the memory base and globals out of loops, and adapting
+/// loop unrolling to the host CPU, which [`Pipeline::Lean`] does in a third to a half of the time
+/// (`benches/`: the same run time on the C kernels, 2-3x less LLVM time). Modules built without
+/// optimization want [`Pipeline::O3`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pipeline {
+    /// SROA, early CSE, CFG and instruction simplification, LICM, GVN and loop unrolling, then
+    /// a clean-up; code generation at LLVM's aggressive level. The default.
+    #[default]
+    Lean,
+    /// LLVM's `default<O2>` pipeline; code generation at LLVM's default level.
+    O2,
+    /// LLVM's `default<O3>` pipeline; code generation at LLVM's aggressive level.
+    O3,
 }
 
-impl Default for LlvmOptions {
-    fn default() -> Self {
-        LlvmOptions { opt_level: 3 }
+impl Pipeline {
+    /// The pipeline in LLVM's textual pass-pipeline syntax (what `opt -passes=` takes).
+    pub fn passes(self) -> &'static str {
+        match self {
+            // InstCombine without its fix-point check: that check is a debugging aid that
+            // aborts the process when a second round would still change something.
+            Pipeline::Lean => {
+                "function(sroa<modify-cfg>,early-cse<memssa>,simplifycfg,\
+                 instcombine<no-verify-fixpoint>,loop-mssa(licm<allowspeculation>),gvn,\
+                 loop-unroll<O3>,instcombine<no-verify-fixpoint>,simplifycfg)"
+            }
+            Pipeline::O2 => "default<O2>",
+            Pipeline::O3 => "default<O3>",
+        }
     }
+
+    /// The name `--llvm-pipeline` and the statistics use: `lean`, `o2` or `o3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Lean => "lean",
+            Pipeline::O2 => "o2",
+            Pipeline::O3 => "o3",
+        }
+    }
+
+    fn codegen_level(self) -> OptimizationLevel {
+        match self {
+            Pipeline::O2 => OptimizationLevel::Default,
+            Pipeline::Lean | Pipeline::O3 => OptimizationLevel::Aggressive,
+        }
+    }
+}
+
+impl std::str::FromStr for Pipeline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "lean" => Ok(Pipeline::Lean),
+            "o2" => Ok(Pipeline::O2),
+            "o3" => Ok(Pipeline::O3),
+            _ => Err(format!(
+                "unknown LLVM pipeline `{s}` (expected lean, o2 or o3)"
+            )),
+        }
+    }
+}
+
+/// Settings of the LLVM tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LlvmOptions {
+    /// The pass pipeline (default: [`Pipeline::Lean`]).
+    pub pipeline: Pipeline,
 }
 
 /// How many functions a compiler translates in one LLVM context before starting a fresh one
@@ -85,15 +150,9 @@ static INIT: Once = Once::new();
 impl LlvmTier {
     /// A tier with the given options, generating code for the host CPU.
     ///
-    /// Fails with a [`Codegen`](spate_tiers::CompileErrorKind::Codegen) error when the options
-    /// are invalid or LLVM cannot generate code for the host.
+    /// Fails with a [`Codegen`](spate_tiers::CompileErrorKind::Codegen) error when LLVM cannot
+    /// generate code for the host.
     pub fn new(options: LlvmOptions) -> Result<Self, CompileError> {
-        if !matches!(options.opt_level, 2 | 3) {
-            return Err(CompileError::codegen(format!(
-                "LLVM optimization level {} is not supported (use 2 or 3)",
-                options.opt_level
-            )));
-        }
         INIT.call_once(|| Target::initialize_x86(&InitializationConfig::default()));
         let triple = TargetMachine::get_default_triple();
         let triple_str = triple.as_str().to_string_lossy().into_owned();
@@ -128,10 +187,7 @@ impl LlvmTier {
                 &triple,
                 &self.cpu,
                 &self.features,
-                match self.options.opt_level {
-                    2 => OptimizationLevel::Default,
-                    _ => OptimizationLevel::Aggressive,
-                },
+                self.options.pipeline.codegen_level(),
                 RelocMode::PIC,
                 CodeModel::Small,
             )
@@ -148,7 +204,7 @@ impl LlvmTier {
         Ok(LlvmCompiler {
             context: Context::create(),
             machine: self.target_machine()?,
-            opt_level: self.options.opt_level,
+            pipeline: self.options.pipeline,
             compiled_in_context: 0,
         })
     }
@@ -172,14 +228,14 @@ impl Tier for LlvmTier {
 pub struct LlvmCompiler {
     context: Context,
     machine: TargetMachine,
-    opt_level: u8,
+    pipeline: Pipeline,
     compiled_in_context: u32,
 }
 
 impl std::fmt::Debug for LlvmCompiler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlvmCompiler")
-            .field("opt_level", &self.opt_level)
+            .field("pipeline", &self.pipeline)
             .finish_non_exhaustive()
     }
 }
@@ -243,13 +299,12 @@ impl LlvmCompiler {
             let _ = std::fs::create_dir_all(dir);
             let _ = module.print_to_file(dir.join(format!("{name}.ll")));
         }
-        let passes = if self.opt_level == 2 {
-            "default<O2>"
-        } else {
-            "default<O3>"
-        };
         module
-            .run_passes(passes, &self.machine, PassBuilderOptions::create())
+            .run_passes(
+                self.pipeline.passes(),
+                &self.machine,
+                PassBuilderOptions::create(),
+            )
             .map_err(|e| CompileError::codegen(format!("LLVM optimization failed: {e}")))?;
         if let Some(dir) = &dump {
             let _ = module.print_to_file(dir.join(format!("{name}.opt.ll")));
@@ -341,6 +396,19 @@ mod tests {
     fn tier_is_named_llvm() {
         let tier = LlvmTier::new(LlvmOptions::default()).unwrap();
         assert_eq!(tier.name(), "llvm");
-        assert!(LlvmTier::new(LlvmOptions { opt_level: 1 }).is_err());
+    }
+
+    #[test]
+    fn pipelines_parse_by_name_and_lean_is_the_default() {
+        assert_eq!(LlvmOptions::default().pipeline, Pipeline::Lean);
+        for p in [Pipeline::Lean, Pipeline::O2, Pipeline::O3] {
+            assert_eq!(p.name().parse::<Pipeline>(), Ok(p));
+        }
+        assert_eq!("O3".parse::<Pipeline>(), Ok(Pipeline::O3));
+        let err = "o1".parse::<Pipeline>().unwrap_err();
+        assert!(
+            err.contains("`o1`") && err.contains("lean, o2 or o3"),
+            "{err}"
+        );
     }
 }

@@ -13,14 +13,18 @@ mod harness;
 use std::os::unix::process::ExitStatusExt;
 
 use harness::{Instance, Module, call_f32, call_f64, call_i32, call_i64, wat};
-use spate_tier_llvm::{LlvmCompiler, LlvmOptions, LlvmTier};
+use spate_tier_llvm::{LlvmCompiler, LlvmOptions, LlvmTier, Pipeline};
 use spate_tiers::abi::ValRaw;
 use spate_tiers::libcall::Libcall;
 use spate_tiers::{CompileErrorKind, CompiledFunction, FunctionCompiler, TrapCode};
 use wasmparser::{Parser, Payload};
 
 fn compiler() -> LlvmCompiler {
-    LlvmTier::new(LlvmOptions::default())
+    compiler_with(Pipeline::default())
+}
+
+fn compiler_with(pipeline: Pipeline) -> LlvmCompiler {
+    LlvmTier::new(LlvmOptions { pipeline })
         .expect("host supported")
         .compiler()
         .expect("compiler")
@@ -382,11 +386,101 @@ fn validation_errors_are_invalid_with_offset() {
     assert!(err.offset.is_some());
 }
 
+/// A loop nest that every pipeline transforms differently (unrolling, LICM of the memory base,
+/// vectorization under O3): a prefix sum over memory, a float reduction, a 2-D integer stencil.
+const LOOPS: &str = r#"(module (memory 1)
+  (func (export "fill") (param $n i32) (local $i i32)
+    (loop $l
+      (i32.store (i32.shl (local.get $i) (i32.const 2))
+        (i32.sub (i32.mul (local.get $i) (i32.const 7919)) (i32.const 100000)))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n)))))
+  (func (export "prefix") (param $n i32) (result i64) (local $i i32) (local $acc i64)
+    (loop $l
+      (local.set $acc (i64.add (local.get $acc)
+        (i64.extend_i32_s (i32.load (i32.shl (local.get $i) (i32.const 2))))))
+      (i64.store offset=32768 (i32.shl (local.get $i) (i32.const 3)) (local.get $acc))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+    (local.get $acc))
+  (func (export "fsum") (param $n i32) (result f64) (local $i i32) (local $s f64)
+    (loop $l
+      (local.set $s (f64.add (f64.mul (local.get $s) (f64.const 0.5))
+        (f64.convert_i32_s (i32.load (i32.shl (local.get $i) (i32.const 2))))))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+    (local.get $s))
+  (func (export "stencil") (param $n i32) (result i32) (local $i i32) (local $j i32) (local $s i32)
+    (local.set $i (i32.const 1))
+    (loop $rows
+      (local.set $j (i32.const 1))
+      (loop $cols
+        (local.set $s (i32.xor (i32.rotl (local.get $s) (i32.const 5))
+          (i32.add (i32.load (i32.shl (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j)) (i32.const 2)))
+                   (i32.load (i32.shl (i32.add (i32.mul (i32.sub (local.get $i) (i32.const 1)) (local.get $n)) (local.get $j)) (i32.const 2))))))
+        (br_if $cols (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 1))) (i32.sub (local.get $n) (i32.const 1)))))
+      (br_if $rows (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.sub (local.get $n) (i32.const 1)))))
+    (local.get $s)))"#;
+
+#[test]
+fn every_pipeline_computes_the_same() {
+    let n = 1000u32;
+    let data: Vec<i32> = (0..n as i32)
+        .map(|i| i.wrapping_mul(7919) - 100_000)
+        .collect();
+    let mut acc = 0i64;
+    let prefix: Vec<i64> = data
+        .iter()
+        .map(|&v| {
+            acc += i64::from(v);
+            acc
+        })
+        .collect();
+    let fsum = data.iter().fold(0.0f64, |s, &v| s * 0.5 + f64::from(v));
+    let side = 30u32;
+    let mut stencil = 0i32;
+    for i in 1..side - 1 {
+        for j in 1..side - 1 {
+            let at = |r: u32| data[(r * side + j) as usize];
+            stencil = stencil.rotate_left(5) ^ at(i).wrapping_add(at(i - 1));
+        }
+    }
+    for pipeline in [Pipeline::Lean, Pipeline::O2, Pipeline::O3] {
+        let module = harness::compile_with(&mut compiler_with(pipeline), &wat(LOOPS))
+            .unwrap_or_else(|e| panic!("{pipeline:?}: {e}"));
+        let mut i = Instance::new(module, Vec::new());
+        i.call("fill", &[ValRaw::i32(n as i32)]);
+        let got = i.call("prefix", &[ValRaw::i32(n as i32)])[0].get_i64();
+        assert_eq!(got, acc, "{pipeline:?}");
+        let stored: Vec<i64> = i.memory()[32768..32768 + 8 * n as usize]
+            .chunks(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(stored, prefix, "{pipeline:?}");
+        let got = f64::from_bits(i.call("fsum", &[ValRaw::i32(n as i32)])[0].get_f64());
+        assert_eq!(got.to_bits(), fsum.to_bits(), "{pipeline:?}");
+        let got = call_i32(&mut i, "stencil", &[side as i32]);
+        assert_eq!(got, stencil, "{pipeline:?}");
+        harness::check_integer_arithmetic(|src| {
+            Instance::new(
+                harness::compile_with(&mut compiler_with(pipeline), &wat(src)).unwrap(),
+                Vec::new(),
+            )
+        });
+    }
+}
+
 #[test]
 fn memset_and_memcpy_loops_stay_loops() {
-    // Loop idioms must not become calls of `memset`/`memcpy` (undefined symbols).
-    let mut i = instance(
-        r#"(module (memory 1)
+    // Loop idioms must not become calls of `memset`/`memcpy` (undefined symbols), under any
+    // pipeline (O2 and O3 run LLVM's loop-idiom recognition).
+    for pipeline in [Pipeline::Lean, Pipeline::O2, Pipeline::O3] {
+        memset_and_memcpy_loops_stay_loops_with(pipeline);
+    }
+}
+
+fn memset_and_memcpy_loops_stay_loops_with(pipeline: Pipeline) {
+    let mut i = Instance::new(
+        harness::compile_with(
+            &mut compiler_with(pipeline),
+            &wat(r#"(module (memory 1)
           (func (export "zero") (param $p i32) (param $n i32)
             (block $done (loop $l
               (br_if $done (i32.eqz (local.get $n)))
@@ -402,7 +496,10 @@ fn memset_and_memcpy_loops_stay_loops() {
               (local.set $s (i32.add (local.get $s) (i32.const 1)))
               (local.set $n (i32.sub (local.get $n) (i32.const 1)))
               (br $l))))
-          (data (i32.const 0) "abcdefgh"))"#,
+          (data (i32.const 0) "abcdefgh"))"#),
+        )
+        .unwrap(),
+        Vec::new(),
     );
     i.call("copy", &[ValRaw::i32(100), ValRaw::i32(0), ValRaw::i32(8)]);
     assert_eq!(&i.memory()[100..108], b"abcdefgh");
