@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds probe/sort_phases.c (the counting-sort kernel with timers per phase) natively at -O0,
+# -O1, -O2 and -O3 with clang-19 and runs each three times: on the project's machine the scatter
+# loop runs fastest at -O0 (see docs/BENCHMARKS.md, "Why sort's baseline beats its optimized code").
+# Usage: benches/kernels/probe/sort-opt-levels.sh
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for level in O0 O1 O2 O3; do
+    clang-19 "-$level" -Wall -Wextra -Werror "$here/sort_phases.c" -o "$out/sort-$level"
+    echo "== -$level"
+    "$out/sort-$level"
+done
