@@ -3,10 +3,10 @@
 //! Each function body is translated (validating it at the same time when the caller hands over
 //! a validator) into LLVM IR in a module of its own, optimized with a [`Pipeline`] (by default
 //! the lean one made for code a WebAssembly producer has already optimized; LLVM's full
-//! `default<O3>` or `O2` on request), compiled for the host CPU as position-independent code, and turned into one
-//! self-contained blob: the function at offset 0 followed by its read-only data, with every
-//! relocation applied (see [`object`](crate::object)). The code follows the contract of
-//! [`spate_tiers`] exactly like the Cranelift baseline tier, with two differences:
+//! `default<O3>` or `O2` on request), compiled for the host CPU as position-independent code,
+//! and turned into one self-contained blob: the function at offset 0 followed by its read-only
+//! data, with every relocation applied (see [`object`](crate::object)). The code follows the
+//! contract of [`spate_tiers`] exactly like the Cranelift baseline tier, with two differences:
 //!
 //! * it does not list its trap sites: every trap other than an out-of-bounds linear-memory
 //!   access is an explicit check that calls the `RaiseTrap` libcall, and any fault inside the
@@ -90,7 +90,7 @@ impl Pipeline {
         }
     }
 
-    /// The name `--llvm-pipeline` and the statistics use: `lean`, `o2` or `o3`.
+    /// The name `spate --llvm-pipeline` takes and the benchmarks print: `lean`, `o2` or `o3`.
     pub fn name(self) -> &'static str {
         match self {
             Pipeline::Lean => "lean",
