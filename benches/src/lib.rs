@@ -22,17 +22,30 @@ impl Stats {
         assert!(!times.is_empty(), "no timings to summarise");
         let mut sorted = times.to_vec();
         sorted.sort_unstable();
-        let n = sorted.len();
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-        };
         Stats {
-            median,
+            median: middle(&sorted, |a, b| (a + b) / 2),
             min: sorted[0],
-            max: sorted[n - 1],
+            max: sorted[sorted.len() - 1],
         }
+    }
+}
+
+/// The median of `values`, which must not be empty; for an even count, the mean of the two
+/// middle values (as [`Stats::median`]).
+pub fn median(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "no values to take the median of");
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    middle(&sorted, |a, b| (a + b) / 2.0)
+}
+
+/// The middle element of `sorted` (not empty), or `mean` of the two middle ones.
+fn middle<T: Copy>(sorted: &[T], mean: impl Fn(T, T) -> T) -> T {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        mean(sorted[n / 2 - 1], sorted[n / 2])
     }
 }
 
@@ -200,6 +213,9 @@ mod tests {
         let s = Stats::new(&[ms(40), ms(10), ms(20), ms(30)]);
         assert_eq!((s.median, s.min, s.max), (ms(25), ms(10), ms(40)));
         assert_eq!(Stats::new(&[ms(7)]).median, ms(7));
+        assert_eq!(median(&[1.5, 0.5, 1.0]), 1.0);
+        assert_eq!(median(&[1.4, 1.0, 1.2, 0.9]), 1.1);
+        assert_eq!(median(&[2.0]), 2.0);
     }
 
     #[test]

@@ -7,17 +7,17 @@
 //! input, runs for about half a second natively and returns a checksum; it is called once, so
 //! its hot loops must be optimized while they run (tier-up with on-stack replacement).
 //!
-//! For each kernel and repetition: the native function (one untimed warm-up call per kernel
-//! first), then for each tier mode a fresh `Engine`, `Module::new` (compile), `Store` and
+//! For each kernel and repetition, for each tier mode: the native function (one untimed warm-up
+//! call per kernel first), then a fresh `Engine`, `Module::new` (compile), `Store` and
 //! `Instance` (instantiate) and one call (run), each timed; total = compile + instantiate + run.
 //! Every wasm checksum is checked against native. Reported: medians over the repetitions, ratios
-//! to native, and the engine's figures (Cranelift and LLVM compile time, tier-ups, OSR entries).
+//! to the paired native run (medians of the per-repetition ratios), and the engine's figures (Cranelift and LLVM compile time, tier-ups, OSR entries).
 //!
 //! Build and run with `cargo run --release -p spate-benches --bin tiers`, or through
 //! `scripts/bench-tiers.sh`.
 
 use anyhow::{Context, Result, bail};
-use spate_benches::{Checksum, FLOAT_REL_TOLERANCE, Stats, Table, geomean, ms, ratio};
+use spate_benches::{Checksum, FLOAT_REL_TOLERANCE, Stats, Table, geomean, median, ms, ratio};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
@@ -313,7 +313,8 @@ struct Run {
     native: Duration,
 }
 
-/// Runs `kernel` once in `engine` (fresh, of `mode`) and checks its checksum against `native`.
+/// Runs `kernel` once in `engine` (fresh, of `mode`) and checks its checksum against `native`;
+/// `paired` is the native run timed just before it.
 /// Times `Module::new` (compile), `Store` plus `Instance::new` (instantiate) and the call (run);
 /// making the engine and looking up the export are not timed.
 fn run_wasm(
@@ -322,6 +323,7 @@ fn run_wasm(
     mode: Mode,
     kernel: &Kernel,
     native: Checksum,
+    paired: Duration,
 ) -> Result<Run> {
     let bytes = if opts.separate {
         kernel.module
@@ -375,7 +377,7 @@ fn run_wasm(
         total: compile + instantiate + run,
         checksum,
         figures,
-        native: Duration::ZERO,
+        native: paired,
     })
 }
 
@@ -401,8 +403,14 @@ struct Summary {
 
 fn summarise(runs: &[Run]) -> Summary {
     let med = |f: fn(&Run) -> Duration| Stats::new(&runs.iter().map(f).collect::<Vec<_>>()).median;
-    let med_ratio =
-        |f: fn(&Run) -> Duration| median_f64(runs.iter().map(|r| ratio(f(r), r.native)).collect());
+    let med_ratio = |f: fn(&Run) -> Duration| {
+        median(
+            &runs
+                .iter()
+                .map(|r| ratio(f(r), r.native))
+                .collect::<Vec<_>>(),
+        )
+    };
     let mut by_total: Vec<&Run> = runs.iter().collect();
     by_total.sort_by_key(|r| r.total);
     Summary {
@@ -413,17 +421,6 @@ fn summarise(runs: &[Run]) -> Summary {
         run_ratio: med_ratio(|r| r.run),
         total_ratio: med_ratio(|r| r.total),
         figures: by_total[(by_total.len() - 1) / 2].figures,
-    }
-}
-
-/// The median of `values` (not empty); for an even count, the mean of the two middle values.
-fn median_f64(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
 
@@ -476,9 +473,8 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                     continue;
                 }
             };
-            let mut r = run_wasm(opts, engine, mode, kernel, checksum)
+            let r = run_wasm(opts, engine, mode, kernel, checksum, t)
                 .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))?;
-            r.native = t;
             identical &= r.checksum.identical(checksum);
             eprintln!(
                 "  {:<12} rep {}  {:<10} {:>9.1} ms run, {:>7.1} ms compile, {:>9.1} ms total \
