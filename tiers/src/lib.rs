@@ -9,11 +9,14 @@
 //! * [`abi`]: the calling convention of wasm functions, trampolines and host functions;
 //! * [`trap`]: trap codes and the per-function trap and source-location tables;
 //! * [`libcall`]: the runtime functions compiled code reaches through the libcall table;
+//! * [`loops`]: the loop numbering that names a loop between baseline code, the runtime and
+//!   the optimizing tier (on-stack replacement);
 //! * [`module`]: the module-level facts a tier needs (types, functions, tables, memories, globals);
 //! * [`Tier`] / [`FunctionCompiler`]: the interface a tier implements.
 
 pub mod abi;
 pub mod libcall;
+pub mod loops;
 pub mod module;
 pub mod trap;
 pub mod vmctx;

@@ -33,12 +33,13 @@ use crate::code::CodeMemory;
 use crate::engine::{Engine, EngineInner};
 use crate::module::ModuleInner;
 use crossbeam_channel::{Receiver, Sender};
+use spate_tiers::loops::{self, loop_chain};
 use spate_tiers::{CompileError, FunctionCompiler, Tier};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use wasmparser::{BinaryReader, FunctionBody, Operator};
+use wasmparser::{BinaryReader, FunctionBody};
 
 /// With the environment variable `SPATE_TIER_TRACE` set, the tier manager writes one line per
 /// event (requests, compiles, OSR entries taken) to standard error, stamped with milliseconds
@@ -575,6 +576,19 @@ pub(crate) fn osr_entry(
     tiering.heat[def].fetch_add(1, Ordering::Relaxed);
     let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
     let chain = loop_chain(parents, outer_loop, loop_index);
+    // A single-loop entry for loop `l`.
+    let request_single = |osr: std::sync::MutexGuard<'_, _>, l: u32| {
+        let why = OsrWhy::of(l, loop_index);
+        request_osr(
+            engine,
+            module,
+            tiering,
+            osr,
+            def_index,
+            Job::Osr(l),
+            &[(l, why)],
+        )
+    };
 
     // The innermost loop of the chain with an installed entry.
     let ready = chain
@@ -598,16 +612,7 @@ pub(crate) fn osr_entry(
         }
         let next = chain[i + 1];
         if at.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
-            let why = OsrWhy::of(next, loop_index);
-            request_osr(
-                engine,
-                module,
-                tiering,
-                osr,
-                def_index,
-                Job::Osr(next),
-                &[(next, why)],
-            );
+            request_single(osr, next);
         }
         return std::ptr::null();
     }
@@ -641,36 +646,9 @@ pub(crate) fn osr_entry(
         }
     }
     if let Some(&l) = chain.iter().find(|&&l| !osr.contains_key(&(def_index, l))) {
-        let why = OsrWhy::of(l, loop_index);
-        request_osr(
-            engine,
-            module,
-            tiering,
-            osr,
-            def_index,
-            Job::Osr(l),
-            &[(l, why)],
-        );
+        request_single(osr, l);
     }
     std::ptr::null()
-}
-
-/// The loops from `outer` in to `inner` (outermost first), per `parents`; just `inner` if
-/// `outer` does not enclose it.
-fn loop_chain(parents: &[Option<u32>], outer: u32, inner: u32) -> Vec<u32> {
-    let mut chain = vec![inner];
-    let mut at = inner;
-    while at != outer {
-        match parents.get(at as usize) {
-            Some(&Some(p)) => {
-                chain.push(p);
-                at = p;
-            }
-            _ => return vec![inner],
-        }
-    }
-    chain.reverse();
-    chain
 }
 
 /// The loops the first, direct OSR entry of a function serves (see [`osr_entry`]): its
@@ -722,36 +700,13 @@ fn take_osr_entry(
     entry
 }
 
-/// For each loop of the body (numbered like the OSR contract: every `loop` operator in order,
-/// dead code included), the loop directly enclosing it, if any. Empty if the body cannot be read.
+/// The body's loop parents (see [`spate_tiers::loops`]); empty if the body cannot be read.
 fn loop_parents(body: &Body) -> Vec<Option<u32>> {
-    let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
-    let mut parents = Vec::new();
-    let Ok(mut ops) = reader.get_operators_reader() else {
-        return parents;
-    };
-    // The open constructs: `Some(index)` for loops.
-    let mut open: Vec<Option<u32>> = Vec::new();
-    while !ops.eof() {
-        let Ok(op) = ops.read() else {
-            return Vec::new();
-        };
-        match op {
-            Operator::Loop { .. } => {
-                parents.push(open.iter().rev().find_map(|l| *l));
-                open.push(Some(parents.len() as u32 - 1));
-            }
-            Operator::Block { .. }
-            | Operator::If { .. }
-            | Operator::Try { .. }
-            | Operator::TryTable { .. } => open.push(None),
-            Operator::End | Operator::Delegate { .. } => {
-                open.pop();
-            }
-            _ => {}
-        }
-    }
-    parents
+    loops::loop_parents(&FunctionBody::new(BinaryReader::new(
+        &body.bytes,
+        body.offset,
+    )))
+    .unwrap_or_default()
 }
 
 /// Requests `job`, an OSR entry of function `def_index` for the loops of `pending` (recorded as
@@ -1058,14 +1013,9 @@ mod tests {
     }
 
     #[test]
-    fn loop_chains_and_direct_entry_loops() {
+    fn direct_entry_loops_are_the_outermost_and_those_under_a_branching_one() {
         // 0 { 1 { 2 } 3 }  4 { 5 }  6
         let parents = [None, Some(0), Some(1), Some(0), None, Some(4), None];
-        assert_eq!(loop_chain(&parents, 0, 2), vec![0, 1, 2]);
-        assert_eq!(loop_chain(&parents, 1, 2), vec![1, 2]);
-        assert_eq!(loop_chain(&parents, 2, 2), vec![2]);
-        // `outer` does not enclose `inner`.
-        assert_eq!(loop_chain(&parents, 4, 2), vec![2]);
         // Outermost loops, and the loops directly inside loop 0 (it holds two); not loop 5,
         // the only loop inside 4, nor loop 2, two levels down.
         assert_eq!(direct_entry_loops(&parents), vec![0, 1, 3, 4, 6]);

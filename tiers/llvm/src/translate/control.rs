@@ -29,6 +29,7 @@ use inkwell::types::BasicTypeEnum;
 use inkwell::values::{BasicValue, BasicValueEnum, PhiValue, PointerValue};
 use spate_tiers::abi::RET_AREA_SLOT;
 use spate_tiers::libcall::Libcall;
+use spate_tiers::loops::{loop_parents, loop_path};
 use spate_tiers::{CompileError, TrapCode};
 use wasmparser::{BlockType, BrTable, FunctionBody, Operator, OperatorsReader};
 
@@ -827,34 +828,14 @@ pub(crate) struct OsrFallthrough<'ctx> {
 }
 
 /// The loops on the way to loop `target` (the loops enclosing it, outermost first, then
-/// `target` itself), numbered like the OSR contract does (every `loop` operator of the body in
-/// order, dead code included); empty when the body has fewer loops. Also returns how many loops
-/// were counted.
+/// `target` itself, in the numbering of [`spate_tiers::loops`]); empty when the body has fewer
+/// loops. Also returns how many loops the body has.
 fn osr_path(body: &FunctionBody<'_>, target: u32) -> Result<(Vec<u32>, u32), CompileError> {
-    let mut reader: OperatorsReader<'_> = body.get_operators_reader()?;
-    // The open constructs: `Some(index)` for loops.
-    let mut open: Vec<Option<u32>> = Vec::new();
-    let mut loops = 0;
-    while !reader.eof() {
-        match reader.read()? {
-            Operator::Loop { .. } => {
-                if loops == target {
-                    let mut path: Vec<u32> = open.iter().flatten().copied().collect();
-                    path.push(target);
-                    return Ok((path, loops + 1));
-                }
-                open.push(Some(loops));
-                loops += 1;
-            }
-            Operator::Block { .. }
-            | Operator::If { .. }
-            | Operator::Try { .. }
-            | Operator::TryTable { .. } => open.push(None),
-            Operator::End | Operator::Delegate { .. } => {
-                open.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok((Vec::new(), loops))
+    let parents = loop_parents(body)?;
+    let path = if (target as usize) < parents.len() {
+        loop_path(&parents, target)
+    } else {
+        Vec::new()
+    };
+    Ok((path, parents.len() as u32))
 }
