@@ -458,6 +458,102 @@ fn a_function_entered_through_osr_twice_gets_its_own_code() {
     assert_eq!(acc, set_up_then_kernel_expect(2000, outer));
 }
 
+/// Two loop nests one after the other: nest A runs `outer_a` times, nest B until the host says
+/// stop. Returns the accumulator and B's outer count.
+const TWO_NESTS: &str = r#"(module
+  (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
+  (func (export "run") (param $outer_a i32) (param $n i32) (result i32 i32)
+    (local $i i32) (local $j i32) (local $acc i32)
+    (loop $outer_a
+      (local.set $j (i32.const 0))
+      (loop $inner_a
+        (local.set $acc
+          (i32.add (i32.mul (local.get $acc) (i32.const 31))
+            (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $inner_a (i32.lt_u (local.get $j) (local.get $n))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $outer_a (i32.lt_u (local.get $i) (local.get $outer_a))))
+    (local.set $i (i32.const 0))
+    (loop $outer_b
+      (local.set $j (i32.const 0))
+      (loop $inner_b
+        (local.set $acc
+          (i32.add (i32.mul (local.get $acc) (i32.const 37))
+            (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $inner_b (i32.lt_u (local.get $j) (local.get $n))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $outer_b (call $keep_going (local.get $i))))
+    (local.get $acc)
+    (local.get $i)))"#;
+
+/// What `TWO_NESTS` computes.
+fn two_nests_expect(outer_a: i32, n: i32, outer_b: i32) -> i32 {
+    let mut acc: i32 = 0;
+    for (rounds, mul) in [(outer_a, 31), (outer_b, 37)] {
+        for i in 0..rounds {
+            for j in 0..n {
+                acc = acc
+                    .wrapping_mul(mul)
+                    .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
+            }
+        }
+    }
+    acc
+}
+
+#[test]
+fn a_function_called_again_reuses_its_direct_entry_without_a_new_compile() {
+    // First call: nest A runs once, nest B gets hot, and the function's direct entry (serving
+    // both outer loops) is taken at B's outer loop. Second call, long after that entry was
+    // installed: nest A runs long enough for its inner loop to get hot first, so A's outer loop
+    // is armed and its header takes the entry already there. Nothing more is compiled for OSR:
+    // a speculative entry for the inner loop is only for an outer loop whose header does not
+    // come round in time, counted from when it was armed.
+    let engine = tiered_engine(1000);
+    let module = Module::new(&engine, wat(TWO_NESTS)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let probe = engine.clone();
+    let started = Instant::now();
+    let entries_at_start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = entries_at_start.clone();
+    let keep_going = Func::wrap(&mut store, move |_: i32| -> i32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let entered = probe.stats().osr_entries > seen.load(Relaxed);
+        i32::from(!entered && started.elapsed() < PATIENCE)
+    });
+    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+    let run = inst.get_func(&store, "run").unwrap();
+    let mut results = [Val::I32(0), Val::I32(0)];
+    let n = 200;
+    run.call(&mut store, &[Val::I32(1), Val::I32(n)], &mut results)
+        .unwrap();
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    let stats = engine.stats();
+    assert_eq!((stats.osr_entries, stats.osr_compiled), (1, 1), "{stats}");
+    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
+        panic!("unexpected results {results:?}");
+    };
+    assert_eq!(acc, two_nests_expect(1, n, outer));
+
+    // Well past the speculation delay since the entry was installed.
+    std::thread::sleep(Duration::from_millis(50));
+    entries_at_start.store(1, std::sync::atomic::Ordering::Relaxed);
+    let outer_a = 100;
+    run.call(&mut store, &[Val::I32(outer_a), Val::I32(n)], &mut results)
+        .unwrap();
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    let stats = engine.stats();
+    assert_eq!(stats.osr_entries, 2, "{stats}");
+    assert_eq!(stats.osr_compiled, 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
+        panic!("unexpected results {results:?}");
+    };
+    assert_eq!(acc, two_nests_expect(outer_a, n, outer));
+}
+
 #[test]
 fn stopping_tier_up_drops_queued_work_and_keeps_installed_code() {
     let engine = tiered_engine(0);

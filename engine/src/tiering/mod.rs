@@ -104,13 +104,18 @@ enum OsrState {
         entry: *const u8,
         /// When the entry was installed.
         at: Instant,
+        /// Since when the loop has been armed for a hot inner loop, waiting for its header to
+        /// come round; cleared when the entry is taken.
+        armed_since: Option<Instant>,
     },
     Failed,
 }
 
-/// How long a hot inner loop waits, once the entry of an enclosing loop is installed, for that
-/// loop's header to come round before the entry of the next loop inward is compiled too (in
-/// case the enclosing loop iterates rarely). Until then the compile thread stays free.
+/// How long a hot inner loop waits, once the entry of an enclosing loop is installed and armed,
+/// for that loop's header to come round before the entry of the next loop inward is compiled
+/// too (in case the enclosing loop iterates rarely). Until then the compile thread stays free.
+/// The wait counts from the later of the install and the first arming since the entry was
+/// last taken, so a function called again, whose entry was installed long ago, still waits.
 const SPECULATE_AFTER: Duration = Duration::from_millis(10);
 
 // SAFETY: `Ready` holds a code pointer into immutable executable memory owned by the module.
@@ -407,6 +412,7 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
                         why,
                         entry: ptr,
                         at,
+                        armed_since: None,
                     }
                 } else {
                     OsrState::Failed
@@ -541,10 +547,11 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// entry is chosen: the loop's own entry is taken at once; an enclosing loop is armed (the
 /// function's word in the second half of `ModuleInner::budgets` becomes `loop + 1`) and its
 /// header takes the entry the next time round. If that has not happened [`SPECULATE_AFTER`]
-/// the entry was installed, the entry of the next loop inward is compiled (reached through the
-/// headers of the loops enclosing it, see [`Job::Osr`]), in case the enclosing loop iterates
-/// rarely; once installed, it is the innermost and is chosen instead. Loops on the way without
-/// any entry (none installed or under way) get one the same way, outermost first.
+/// after the loop was armed (and the entry installed), the entry of the next loop inward is
+/// compiled (reached through the headers of the loops enclosing it, see [`Job::Osr`]), in case
+/// the enclosing loop iterates rarely; once installed, it is the innermost and is chosen
+/// instead. Loops on the way without any entry (none installed or under way) get one the same
+/// way, outermost first.
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
@@ -561,7 +568,15 @@ pub(crate) fn osr_entry(
     let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
     if !exhausted {
         // Armed for this loop: its entry is installed.
-        if let Some(&OsrState::Ready { entry, why, .. }) = osr.get(&(def_index, loop_index)) {
+        if let Some(OsrState::Ready {
+            entry,
+            why,
+            armed_since,
+            ..
+        }) = osr.get_mut(&(def_index, loop_index))
+        {
+            let (entry, why) = (*entry, *why);
+            *armed_since = None;
             drop(osr);
             return take_osr_entry(engine, module, tiering, def_index, entry, why, loop_index);
         }
@@ -600,18 +615,24 @@ pub(crate) fn osr_entry(
             _ => None,
         });
     if let Some((i, l, entry, at)) = ready {
+        let Some(OsrState::Ready {
+            why, armed_since, ..
+        }) = osr.get_mut(&(def_index, l))
+        else {
+            unreachable!("loop {l}'s entry was found ready under the same lock")
+        };
         if l == loop_index {
             // The hot loop takes its own entry (whatever it was once armed for).
+            *armed_since = None;
             drop(osr);
             return take_osr_entry(engine, module, tiering, def_index, entry, OsrWhy::Own, l);
         }
         // An enclosing loop's header takes it next time round.
         armed.store(l.saturating_add(1) as i32, Ordering::Relaxed);
-        if let Some(OsrState::Ready { why, .. }) = osr.get_mut(&(def_index, l)) {
-            *why = OsrWhy::ForInner;
-        }
+        *why = OsrWhy::ForInner;
+        let waiting_since = (*armed_since.get_or_insert_with(Instant::now)).max(at);
         let next = chain[i + 1];
-        if at.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
+        if waiting_since.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
             request_single(osr, next);
         }
         return std::ptr::null();
