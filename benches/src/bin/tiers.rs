@@ -33,6 +33,11 @@ options:
                         wasm run is paired with a native run just before it, and each ratio
                         is the median over the repetitions of wasm / paired native
   --quick               one repetition (same as --reps 1)
+  --calls N             calls of the kernel per run (default 1). The first call is the one the
+                        tables report; with N > 1, calls 2..N run in the same instance (and
+                        natively, paired as above) and a further table gives their median
+                        ratio to native: the steady state once optimized code is installed,
+                        with no compile wait in it
   --separate            run each kernel from its own module (benches/kernels/NAME.wasm) instead
                         of the module holding all five (benches/kernels/kernels.wasm)
   --threshold N         Config::tier_up_threshold (default: the engine's)
@@ -210,6 +215,8 @@ struct Options {
     kernels: Vec<&'static Kernel>,
     modes: Vec<Mode>,
     reps: usize,
+    /// Calls of the kernel per run; calls after the first are reported apart.
+    calls: usize,
     separate: bool,
     threshold: Option<u32>,
     compile_threads: Option<usize>,
@@ -222,6 +229,7 @@ fn parse_args() -> Result<Options> {
         kernels: Vec::new(),
         modes: Mode::ALL.to_vec(),
         reps: 3,
+        calls: 1,
         separate: false,
         threshold: None,
         compile_threads: None,
@@ -259,6 +267,7 @@ fn parse_args() -> Result<Options> {
             }
             "--reps" => opts.reps = value("--reps")?.parse().context("--reps")?,
             "--quick" => opts.reps = 1,
+            "--calls" => opts.calls = value("--calls")?.parse().context("--calls")?,
             "--separate" => opts.separate = true,
             "--threshold" => {
                 opts.threshold = Some(value("--threshold")?.parse().context("--threshold")?)
@@ -294,8 +303,8 @@ fn parse_args() -> Result<Options> {
     if opts.kernels.is_empty() {
         opts.kernels = KERNELS.iter().collect();
     }
-    if opts.reps == 0 || opts.modes.is_empty() {
-        bail!("--reps must be at least 1 and --tier must name a mode");
+    if opts.reps == 0 || opts.calls == 0 || opts.modes.is_empty() {
+        bail!("--reps and --calls must be at least 1 and --tier must name a mode");
     }
     Ok(opts)
 }
@@ -311,19 +320,21 @@ struct Run {
     figures: Figures,
     /// The native run timed just before this one (the pair its ratios are taken against).
     native: Duration,
+    /// With `--calls` above 1: the median of calls 2.. of this run, and of the paired native run.
+    later: Option<(Duration, Duration)>,
 }
 
-/// Runs `kernel` once in `engine` (fresh, of `mode`) and checks its checksum against `native`;
-/// `paired` is the native run timed just before it.
-/// Times `Module::new` (compile), `Store` plus `Instance::new` (instantiate) and the call (run);
-/// making the engine and looking up the export are not timed.
+/// Runs `kernel` in `engine` (fresh, of `mode`), `opts.calls` times in one instance, and checks
+/// every checksum against `native`; `paired` is the native run timed just before it.
+/// Times `Module::new` (compile), `Store` plus `Instance::new` (instantiate) and each call (the
+/// first is the run); making the engine and looking up the export are not timed.
 fn run_wasm(
     opts: &Options,
     engine: spate::Engine,
     mode: Mode,
     kernel: &Kernel,
     native: Checksum,
-    paired: Duration,
+    paired: &NativeRun,
 ) -> Result<Run> {
     let bytes = if opts.separate {
         kernel.module
@@ -340,31 +351,41 @@ fn run_wasm(
     let instance =
         spate::Instance::new(&mut store, &module, &[]).context("instantiating the module")?;
     let instantiate = start.elapsed();
-    let (result, run) = match native {
-        Checksum::Int(_) => {
-            let f = instance.get_typed_func::<(), i64>(&mut store, &export)?;
-            let start = Instant::now();
-            let v = f.call(&mut store, ());
-            (v.map(Checksum::Int), start.elapsed())
+    let mut times = Vec::with_capacity(opts.calls);
+    let mut reported = None;
+    for call in 1..=opts.calls {
+        let (result, time) = match native {
+            Checksum::Int(_) => {
+                let f = instance.get_typed_func::<(), i64>(&mut store, &export)?;
+                let start = Instant::now();
+                let v = f.call(&mut store, ());
+                (v.map(Checksum::Int), start.elapsed())
+            }
+            Checksum::Float(_) => {
+                let f = instance.get_typed_func::<(), f64>(&mut store, &export)?;
+                let start = Instant::now();
+                let v = f.call(&mut store, ());
+                (v.map(Checksum::Float), start.elapsed())
+            }
+        };
+        let checksum = result.with_context(|| format!("calling {export} (call {call})"))?;
+        if !checksum.agrees_with(native) {
+            bail!(
+                "checksum mismatch: kernel {} in {} mode returned {checksum} on call {call}, \
+                 native returned {native} (integers must match exactly, floats within a \
+                 relative {FLOAT_REL_TOLERANCE:e}); if benches/kernels/*.c changed, rerun \
+                 benches/kernels/build.sh",
+                kernel.name,
+                mode.name()
+            );
         }
-        Checksum::Float(_) => {
-            let f = instance.get_typed_func::<(), f64>(&mut store, &export)?;
-            let start = Instant::now();
-            let v = f.call(&mut store, ());
-            (v.map(Checksum::Float), start.elapsed())
+        // Reported: the first call's checksum, or one that is not bit-identical to native's.
+        if reported.is_none() || !checksum.identical(native) {
+            reported = Some(checksum);
         }
-    };
-    let checksum = result.with_context(|| format!("calling {export}"))?;
-    if !checksum.agrees_with(native) {
-        bail!(
-            "checksum mismatch: kernel {} in {} mode returned {checksum}, native returned \
-             {native} (integers must match exactly, floats within a relative \
-             {FLOAT_REL_TOLERANCE:e}); if benches/kernels/*.c changed, rerun \
-             benches/kernels/build.sh",
-            kernel.name,
-            mode.name()
-        );
+        times.push(time);
     }
+    let (checksum, run) = (reported.expect("at least one call"), times[0]);
     // Outside the timed region: let background tier-ups finish so their compile time counts.
     engine_api::settle(&engine, Duration::from_secs(30));
     let figures = engine_api::figures(&engine);
@@ -377,14 +398,41 @@ fn run_wasm(
         total: compile + instantiate + run,
         checksum,
         figures,
-        native: paired,
+        native: paired.first,
+        later: later_median(&times).zip(paired.later),
     })
 }
 
-fn time_native(kernel: &Kernel) -> (Duration, Checksum) {
-    let start = Instant::now();
-    let v = (kernel.native)();
-    (start.elapsed(), v)
+/// The median of calls 2.. of one run, if there were any.
+fn later_median(times: &[Duration]) -> Option<Duration> {
+    (times.len() > 1).then(|| Stats::new(&times[1..]).median)
+}
+
+/// One native run of `calls` calls.
+struct NativeRun {
+    first: Duration,
+    /// The median of calls 2.., if there were any.
+    later: Option<Duration>,
+}
+
+/// Calls the native kernel `calls` times; fails if a call's checksum differs from `reference`.
+fn time_native(kernel: &Kernel, calls: usize, reference: Checksum) -> Result<NativeRun> {
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let start = Instant::now();
+        let v = (kernel.native)();
+        times.push(start.elapsed());
+        if !v.identical(reference) {
+            bail!(
+                "kernel {}: native checksum changed between calls",
+                kernel.name
+            );
+        }
+    }
+    Ok(NativeRun {
+        first: times[0],
+        later: later_median(&times),
+    })
 }
 
 /// The median of each timing over `runs`, the median of the ratios of each run to the native
@@ -398,6 +446,9 @@ struct Summary {
     run_ratio: f64,
     /// Median over the repetitions of total / paired native run.
     total_ratio: f64,
+    /// With `--calls` above 1: median over the repetitions of the later calls' median / the
+    /// paired native run's.
+    later_ratio: Option<f64>,
     figures: Figures,
 }
 
@@ -420,6 +471,11 @@ fn summarise(runs: &[Run]) -> Summary {
         total: med(|r| r.total),
         run_ratio: med_ratio(|r| r.run),
         total_ratio: med_ratio(|r| r.total),
+        later_ratio: runs
+            .iter()
+            .map(|r| r.later.map(|(wasm, native)| ratio(wasm, native)))
+            .collect::<Option<Vec<f64>>>()
+            .map(|v| median(&v)),
         figures: by_total[(by_total.len() - 1) / 2].figures,
     }
 }
@@ -427,6 +483,8 @@ fn summarise(runs: &[Run]) -> Summary {
 struct KernelResult {
     kernel: &'static Kernel,
     native: Duration,
+    /// With `--calls` above 1: the median of the native later calls' medians.
+    native_later: Option<Duration>,
     checksum: Checksum,
     identical: bool,
     modes: Vec<(Mode, Result<Summary, String>)>,
@@ -437,6 +495,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
     // and faults in its static arrays.
     let checksum = (kernel.native)();
     let mut native = Vec::new();
+    let mut native_later = Vec::new();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); opts.modes.len()];
     let mut unavailable: Vec<Option<String>> = vec![None; opts.modes.len()];
     let mut identical = true;
@@ -447,19 +506,17 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             }
             // Every wasm run is paired with a native run just before it, and its ratios are
             // taken against that run, so a slow spell of a shared machine moves both.
-            let (t, v) = time_native(kernel);
-            if !v.identical(checksum) {
-                bail!(
-                    "kernel {}: native checksum changed between calls",
-                    kernel.name
-                );
+            let paired = time_native(kernel, opts.calls, checksum)?;
+            native.push(paired.first);
+            if let Some(later) = paired.later {
+                native_later.push(later);
             }
-            native.push(t);
             eprintln!(
-                "  {:<12} rep {}  native     {:>9.1} ms",
+                "  {:<12} rep {}  native     {:>9.1} ms{}",
                 kernel.name,
                 rep + 1,
-                ms(t)
+                ms(paired.first),
+                later_note(paired.later)
             );
             // An engine that cannot be created (a tier not built in) skips the mode; any other
             // failure, a wrong checksum included, stops the benchmark.
@@ -473,12 +530,12 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                     continue;
                 }
             };
-            let r = run_wasm(opts, engine, mode, kernel, checksum, t)
+            let r = run_wasm(opts, engine, mode, kernel, checksum, &paired)
                 .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))?;
             identical &= r.checksum.identical(checksum);
             eprintln!(
                 "  {:<12} rep {}  {:<10} {:>9.1} ms run, {:>7.1} ms compile, {:>9.1} ms total \
-                 (Cranelift {:.1} ms / {} fn, LLVM {:.1} ms / {} fn, tier-ups {}, OSR {})",
+                 (Cranelift {:.1} ms / {} fn, LLVM {:.1} ms / {} fn, tier-ups {}, OSR {}){}",
                 kernel.name,
                 rep + 1,
                 mode.name(),
@@ -491,6 +548,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 r.figures.optimized_functions,
                 r.figures.tier_ups,
                 r.figures.osr_entries,
+                later_note(r.later.map(|(wasm, _)| wasm)),
             );
             runs[i].push(r);
         }
@@ -507,9 +565,17 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
     Ok(KernelResult {
         kernel,
         native: Stats::new(&native).median,
+        native_later: (!native_later.is_empty()).then(|| Stats::new(&native_later).median),
         checksum,
         identical,
         modes,
+    })
+}
+
+/// `", later calls N ms"` for the progress lines, when there were later calls.
+fn later_note(later: Option<Duration>) -> String {
+    later.map_or_else(String::new, |t| {
+        format!(", later calls {:.1} ms each (median)", ms(t))
     })
 }
 
@@ -735,6 +801,9 @@ fn report(opts: &Options, results: &[KernelResult]) {
         "Goals: tiered run within 1.10x of native on every kernel (stretch 1.03x), decided on the \
          unrounded ratio; tiered total below both baseline-only and optimized-only."
     );
+    if opts.calls > 1 {
+        report_later_calls(opts, results);
+    }
     for r in results {
         let s = r.modes.iter().find_map(|(m, s)| match s {
             Ok(s) if *m == Mode::Tiered => Some(s),
@@ -757,6 +826,44 @@ fn report(opts: &Options, results: &[KernelResult]) {
             }
         }
     }
+}
+
+/// The table of calls 2.. (`--calls` above 1): per mode, the median over the repetitions of the
+/// later calls' median time over the paired native run's.
+fn report_later_calls(opts: &Options, results: &[KernelResult]) {
+    let md = opts.markdown;
+    let mut header = vec!["kernel", "native ms per call"];
+    header.extend(opts.modes.iter().map(|m| match m {
+        Mode::Baseline => "baseline/native",
+        Mode::Optimized => "optimized/native",
+        Mode::Tiered => "tiered/native",
+    }));
+    let mut table = Table::new(&header, 1);
+    for r in results {
+        let mut row = vec![
+            r.kernel.name.to_string(),
+            r.native_later.map_or_else(|| "-".into(), f0),
+        ];
+        row.extend(r.modes.iter().map(|(_, s)| match s {
+            Ok(Summary {
+                later_ratio: Some(v),
+                ..
+            }) => f2(*v),
+            _ => "-".into(),
+        }));
+        table.row(row);
+    }
+    println!();
+    println!(
+        "Calls 2..{} of each run, in the same instance (steady state: no compile wait; \
+         ratio = median over the repetitions of the later calls' median / the paired native \
+         run's):",
+        opts.calls
+    );
+    if md {
+        println!();
+    }
+    print!("{}", table.render(md));
 }
 
 fn cpu_model() -> String {
