@@ -420,41 +420,68 @@ fn a_loop_over_phases_is_entered_at_the_phase_running() {
     assert_eq!(stats.osr_outer_entries, 1, "{stats}");
 }
 
+/// A tiered instance of `src` (a module importing `keep_going(i32) -> i32` and exporting
+/// `run(..) -> (i32, i32)`), for calling `run` more than once: in each call, the host stops the
+/// loop that polls it once an OSR entry has been taken during that call.
+struct CalledAgain {
+    engine: Engine,
+    store: Store<()>,
+    run: Func,
+    /// OSR entries taken before the current call.
+    entries_before: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CalledAgain {
+    fn new(src: &str) -> CalledAgain {
+        let engine = tiered_engine(1000);
+        let module = Module::new(&engine, wat(src)).unwrap();
+        let mut store = Store::new(&engine, ());
+        let probe = engine.clone();
+        let started = Instant::now();
+        let entries_before = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = entries_before.clone();
+        let keep_going = Func::wrap(&mut store, move |_: i32| -> i32 {
+            use std::sync::atomic::Ordering::Relaxed;
+            let entered = probe.stats().osr_entries > seen.load(Relaxed);
+            i32::from(!entered && started.elapsed() < PATIENCE)
+        });
+        let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+        let run = inst.get_func(&store, "run").unwrap();
+        CalledAgain {
+            engine,
+            store,
+            run,
+            entries_before,
+        }
+    }
+
+    /// Calls `run(args)` and waits for the tier-ups it asked for; returns its two results and
+    /// the engine's stats.
+    fn call(&mut self, args: &[Val]) -> (i32, i32, spate::Stats) {
+        let taken = self.engine.stats().osr_entries;
+        self.entries_before
+            .store(taken, std::sync::atomic::Ordering::Relaxed);
+        let mut results = [Val::I32(0), Val::I32(0)];
+        self.run.call(&mut self.store, args, &mut results).unwrap();
+        assert!(self.engine.wait_for_tier_ups(PATIENCE));
+        let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
+            panic!("unexpected results {results:?}");
+        };
+        (acc, outer, self.engine.stats())
+    }
+}
+
 #[test]
 fn a_function_entered_through_osr_twice_gets_its_own_code() {
     // Called once, the function's loop reaches optimized code through OSR and the function's
     // own code is not compiled; called again, its loop takes the entry again and the function
     // itself is queued, so a third call starts in optimized code.
-    let engine = tiered_engine(1000);
-    let module = Module::new(&engine, wat(&set_up_then_kernel(false))).unwrap();
-    let mut store = Store::new(&engine, ());
-    let probe = engine.clone();
-    let started = Instant::now();
-    let entries_at_start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let seen = entries_at_start.clone();
-    let keep_going = Func::wrap(&mut store, move |_: i32| -> i32 {
-        use std::sync::atomic::Ordering::Relaxed;
-        let entered = probe.stats().osr_entries > seen.load(Relaxed);
-        i32::from(!entered && started.elapsed() < PATIENCE)
-    });
-    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
-    let run = inst.get_func(&store, "run").unwrap();
-    let mut results = [Val::I32(0), Val::I32(0)];
-    run.call(&mut store, &[Val::I32(2000)], &mut results)
-        .unwrap();
-    assert!(engine.wait_for_tier_ups(PATIENCE));
-    let stats = engine.stats();
+    let mut f = CalledAgain::new(&set_up_then_kernel(false));
+    let (_, _, stats) = f.call(&[Val::I32(2000)]);
     assert_eq!((stats.osr_entries, stats.tier_ups), (1, 0), "{stats}");
-    entries_at_start.store(1, std::sync::atomic::Ordering::Relaxed);
-    run.call(&mut store, &[Val::I32(2000)], &mut results)
-        .unwrap();
-    assert!(engine.wait_for_tier_ups(PATIENCE));
-    let stats = engine.stats();
+    let (acc, outer, stats) = f.call(&[Val::I32(2000)]);
     assert_eq!((stats.osr_entries, stats.tier_ups), (2, 1), "{stats}");
     assert_eq!(stats.tier_up_failures, 0, "{stats}");
-    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
-        panic!("unexpected results {results:?}");
-    };
     assert_eq!(acc, set_up_then_kernel_expect(2000, outer));
 }
 
@@ -511,46 +538,19 @@ fn a_function_called_again_reuses_its_direct_entry_without_a_new_compile() {
     // is armed and its header takes the entry already there. Nothing more is compiled for OSR:
     // a speculative entry for the inner loop is only for an outer loop whose header does not
     // come round in time, counted from when it was armed.
-    let engine = tiered_engine(1000);
-    let module = Module::new(&engine, wat(TWO_NESTS)).unwrap();
-    let mut store = Store::new(&engine, ());
-    let probe = engine.clone();
-    let started = Instant::now();
-    let entries_at_start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let seen = entries_at_start.clone();
-    let keep_going = Func::wrap(&mut store, move |_: i32| -> i32 {
-        use std::sync::atomic::Ordering::Relaxed;
-        let entered = probe.stats().osr_entries > seen.load(Relaxed);
-        i32::from(!entered && started.elapsed() < PATIENCE)
-    });
-    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
-    let run = inst.get_func(&store, "run").unwrap();
-    let mut results = [Val::I32(0), Val::I32(0)];
+    let mut f = CalledAgain::new(TWO_NESTS);
     let n = 200;
-    run.call(&mut store, &[Val::I32(1), Val::I32(n)], &mut results)
-        .unwrap();
-    assert!(engine.wait_for_tier_ups(PATIENCE));
-    let stats = engine.stats();
+    let (acc, outer, stats) = f.call(&[Val::I32(1), Val::I32(n)]);
     assert_eq!((stats.osr_entries, stats.osr_compiled), (1, 1), "{stats}");
-    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
-        panic!("unexpected results {results:?}");
-    };
     assert_eq!(acc, two_nests_expect(1, n, outer));
 
     // Well past the speculation delay since the entry was installed.
     std::thread::sleep(Duration::from_millis(50));
-    entries_at_start.store(1, std::sync::atomic::Ordering::Relaxed);
     let outer_a = 100;
-    run.call(&mut store, &[Val::I32(outer_a), Val::I32(n)], &mut results)
-        .unwrap();
-    assert!(engine.wait_for_tier_ups(PATIENCE));
-    let stats = engine.stats();
+    let (acc, outer, stats) = f.call(&[Val::I32(outer_a), Val::I32(n)]);
     assert_eq!(stats.osr_entries, 2, "{stats}");
     assert_eq!(stats.osr_compiled, 1, "{stats}");
     assert_eq!(stats.tier_up_failures, 0, "{stats}");
-    let (Val::I32(acc), Val::I32(outer)) = (results[0].clone(), results[1].clone()) else {
-        panic!("unexpected results {results:?}");
-    };
     assert_eq!(acc, two_nests_expect(outer_a, n, outer));
 }
 
