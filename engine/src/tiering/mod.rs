@@ -606,31 +606,27 @@ pub(crate) fn osr_entry(
     };
 
     // The innermost loop of the chain with an installed entry.
-    let ready = chain
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, &l)| match osr.get(&(def_index, l)) {
-            Some(&OsrState::Ready { entry, at, .. }) => Some((i, l, entry, at)),
-            _ => None,
-        });
-    if let Some((i, l, entry, at)) = ready {
+    for (i, &l) in chain.iter().enumerate().rev() {
         let Some(OsrState::Ready {
-            why, armed_since, ..
+            why,
+            entry,
+            at,
+            armed_since,
         }) = osr.get_mut(&(def_index, l))
         else {
-            unreachable!("loop {l}'s entry was found ready under the same lock")
+            continue;
         };
         if l == loop_index {
             // The hot loop takes its own entry (whatever it was once armed for).
             *armed_since = None;
+            let entry = *entry;
             drop(osr);
             return take_osr_entry(engine, module, tiering, def_index, entry, OsrWhy::Own, l);
         }
         // An enclosing loop's header takes it next time round.
         armed.store(l.saturating_add(1) as i32, Ordering::Relaxed);
         *why = OsrWhy::ForInner;
-        let waiting_since = (*armed_since.get_or_insert_with(Instant::now)).max(at);
+        let waiting_since = (*armed_since.get_or_insert_with(Instant::now)).max(*at);
         let next = chain[i + 1];
         if waiting_since.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
             request_single(osr, next);
