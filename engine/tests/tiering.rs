@@ -208,25 +208,53 @@ fn osr_run(src: &str) {
     assert_eq!(f, 0.5 * iterations as f64 + iterations as f64);
 }
 
+/// A two-level loop nest in WAT: `$outer{label}` runs while `again` (an `i32` expression) is
+/// non-zero, and each of its iterations runs `$inner{label}` `$n` times, folding
+/// `acc = acc * mul + (i * n + j)` (see [`nest_expect`]). It uses the locals `$i`, `$j`, `$acc`
+/// and the parameter `$n`, and counts `$i` on from its value at the start.
+fn loop_nest(label: &str, mul: i32, again: &str) -> String {
+    format!(
+        r#"
+        (loop $outer{label}
+          (local.set $j (i32.const 0))
+          (loop $inner{label}
+            (local.set $acc
+              (i32.add (i32.mul (local.get $acc) (i32.const {mul}))
+                (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br_if $inner{label} (i32.lt_u (local.get $j) (local.get $n))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $outer{label} {again}))"#
+    )
+}
+
+/// What [`loop_nest`] with `mul` leaves in `acc` after `rounds` outer iterations from `i = 0`.
+fn nest_expect(mut acc: i32, mul: i32, rounds: i32, n: i32) -> i32 {
+    for i in 0..rounds {
+        for j in 0..n {
+            acc = acc
+                .wrapping_mul(mul)
+                .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
+        }
+    }
+    acc
+}
+
 /// A loop nest in a function called once: the inner loop gets hot first, but the transfer
 /// happens at the outer loop's header, whose OSR entry runs the inner loop from its own start.
 /// The outer loop runs until the host says stop, a few polls after the engine reports the entry.
-const NESTED_LOOPS: &str = r#"(module
+fn nested_loops() -> String {
+    format!(
+        r#"(module
   (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
   (func (export "run") (param $n i32) (result i32 i32)
     (local $i i32) (local $j i32) (local $acc i32)
-    (loop $outer
-      (local.set $j (i32.const 0))
-      (loop $inner
-        (local.set $acc
-          (i32.add (i32.mul (local.get $acc) (i32.const 31))
-            (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
-        (local.set $j (i32.add (local.get $j) (i32.const 1)))
-        (br_if $inner (i32.lt_u (local.get $j) (local.get $n))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $outer (call $keep_going (local.get $i))))
+    {}
     (local.get $acc)
-    (local.get $i)))"#;
+    (local.get $i)))"#,
+        loop_nest("", 31, "(call $keep_going (local.get $i))")
+    )
+}
 
 /// Runs `run(n)` of `src` (a module importing `keep_going(i32) -> i32`), the host continuing
 /// while `go(polls since the first OSR entry was taken)` says so; returns the results and the
@@ -256,23 +284,15 @@ fn nested_run(src: &str, n: i32, go: fn(u32) -> bool) -> (i32, i32, spate::Stats
     (acc, outer, engine.stats())
 }
 
-/// What `NESTED_LOOPS` computes for `outer` iterations of the outer loop.
+/// What [`nested_loops`] computes for `outer` iterations of the outer loop.
 fn nested_expect(n: i32, outer: i32) -> i32 {
-    let mut acc: i32 = 0;
-    for i in 0..outer {
-        for j in 0..n {
-            acc = acc
-                .wrapping_mul(31)
-                .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
-        }
-    }
-    acc
+    nest_expect(0, 31, outer, n)
 }
 
 #[test]
 fn a_loop_nest_transfers_at_its_outer_loop() {
     let n = 5000;
-    let (acc, outer, stats) = nested_run(NESTED_LOOPS, n, |polls| polls < 3);
+    let (acc, outer, stats) = nested_run(&nested_loops(), n, |polls| polls < 3);
     // One entry compiled and taken: the outer loop's.
     assert_eq!(stats.osr_entries, 1, "{stats}");
     assert_eq!(stats.osr_outer_entries, 1, "{stats}");
@@ -287,12 +307,13 @@ fn an_inner_loop_that_outlasts_the_outer_entry_takes_its_own() {
     // The inner loop polls the host and runs until told to stop, so the outer loop's header
     // never comes round: once the outer entry has waited long enough, the inner loop asks for
     // and takes an entry of its own.
-    let src = NESTED_LOOPS.replace(
+    let nested = nested_loops();
+    let src = nested.replace(
         "(br_if $inner (i32.lt_u (local.get $j) (local.get $n)))",
         "(br_if $inner (i32.or (i32.lt_u (local.get $j) (local.get $n))
            (call $keep_going (local.get $j))))",
     );
-    assert_ne!(src, NESTED_LOOPS);
+    assert_ne!(src, nested);
     // Inner loop: keeps going until the entry is taken; outer loop: stops at once.
     let (acc, outer, stats) = nested_run(&src, 5000, |polls| polls < 2);
     assert_eq!(stats.osr_entries, 1, "{stats}");
@@ -309,27 +330,21 @@ fn a_rarely_iterating_outer_loop_hands_over_to_the_next_loop_inward() {
     // until the host says stop (level 1), the inner one `n` times per middle iteration. The
     // outermost loop's entry is compiled first but its header never comes round; the middle
     // loop's entry is then compiled and taken at its next header.
-    let src = r#"(module
+    let src = format!(
+        r#"(module
       (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
       (func (export "run") (param $n i32) (result i32 i32)
         (local $i i32) (local $j i32) (local $acc i32) (local $s i32)
         (loop $top
           (local.set $i (i32.const 0))
-          (loop $outer
-            (local.set $j (i32.const 0))
-            (loop $inner
-              (local.set $acc
-                (i32.add (i32.mul (local.get $acc) (i32.const 31))
-                  (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
-              (local.set $j (i32.add (local.get $j) (i32.const 1)))
-              (br_if $inner (i32.lt_u (local.get $j) (local.get $n))))
-            (local.set $i (i32.add (local.get $i) (i32.const 1)))
-            (br_if $outer (call $keep_going (i32.const 1))))
+          {}
           (local.set $s (i32.add (local.get $s) (i32.const 1)))
           (br_if $top (i32.eqz (local.get $s))))
         (local.get $acc)
-        (local.get $i)))"#;
-    let (acc, outer, stats) = nested_run(src, 5000, |polls| polls < 3);
+        (local.get $i)))"#,
+        loop_nest("", 31, "(call $keep_going (i32.const 1))")
+    );
+    let (acc, outer, stats) = nested_run(&src, 5000, |polls| polls < 3);
     assert_eq!(stats.osr_entries, 1, "{stats}");
     assert_eq!(stats.osr_outer_entries, 1, "{stats}");
     assert_eq!(stats.osr_compiled, 2, "{stats}");
@@ -342,23 +357,17 @@ fn a_rarely_iterating_outer_loop_hands_over_to_the_next_loop_inward() {
 /// loop over phases that runs once (`PHASES`: the phase loop holds both loops), or with the two
 /// loops at the top level (`FLAT`).
 fn set_up_then_kernel(phases: bool) -> String {
-    let body = r#"
+    let body = format!(
+        r#"
           (local.set $k (i32.const 0))
           (loop $setup
             (local.set $acc (i32.add (local.get $acc) (local.get $k)))
             (local.set $k (i32.add (local.get $k) (i32.const 1)))
             (br_if $setup (i32.lt_u (local.get $k) (i32.const 20000))))
           (local.set $i (i32.const 0))
-          (loop $outer
-            (local.set $j (i32.const 0))
-            (loop $inner
-              (local.set $acc
-                (i32.add (i32.mul (local.get $acc) (i32.const 31))
-                  (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
-              (local.set $j (i32.add (local.get $j) (i32.const 1)))
-              (br_if $inner (i32.lt_u (local.get $j) (local.get $n))))
-            (local.set $i (i32.add (local.get $i) (i32.const 1)))
-            (br_if $outer (call $keep_going (i32.const 1))))"#;
+          {}"#,
+        loop_nest("", 31, "(call $keep_going (i32.const 1))")
+    );
     let body = if phases {
         format!(
             "(loop $phase {body}
@@ -366,7 +375,7 @@ fn set_up_then_kernel(phases: bool) -> String {
           (br_if $phase (i32.eqz (local.get $s))))"
         )
     } else {
-        body.to_string()
+        body
     };
     format!(
         r#"(module
@@ -381,15 +390,8 @@ fn set_up_then_kernel(phases: bool) -> String {
 
 /// What `set_up_then_kernel` computes for `outer` iterations of the outer loop.
 fn set_up_then_kernel_expect(n: i32, outer: i32) -> i32 {
-    let mut acc: i32 = (0..20000).fold(0i32, |a, k| a.wrapping_add(k));
-    for i in 0..outer {
-        for j in 0..n {
-            acc = acc
-                .wrapping_mul(31)
-                .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
-        }
-    }
-    acc
+    let set_up = (0..20000).fold(0i32, |a, k| a.wrapping_add(k));
+    nest_expect(set_up, 31, outer, n)
 }
 
 /// Runs `set_up_then_kernel(phases)` until a few polls after the OSR entry; checks that one
@@ -485,49 +487,27 @@ fn a_function_entered_through_osr_twice_gets_its_own_code() {
     assert_eq!(acc, set_up_then_kernel_expect(2000, outer));
 }
 
-/// Two loop nests one after the other: nest A runs `outer_a` times, nest B until the host says
+/// Two loop nests one after the other: nest A runs `$outer_a` times, nest B until the host says
 /// stop. Returns the accumulator and B's outer count.
-const TWO_NESTS: &str = r#"(module
+fn two_nests() -> String {
+    format!(
+        r#"(module
   (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
   (func (export "run") (param $outer_a i32) (param $n i32) (result i32 i32)
     (local $i i32) (local $j i32) (local $acc i32)
-    (loop $outer_a
-      (local.set $j (i32.const 0))
-      (loop $inner_a
-        (local.set $acc
-          (i32.add (i32.mul (local.get $acc) (i32.const 31))
-            (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
-        (local.set $j (i32.add (local.get $j) (i32.const 1)))
-        (br_if $inner_a (i32.lt_u (local.get $j) (local.get $n))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $outer_a (i32.lt_u (local.get $i) (local.get $outer_a))))
+    {}
     (local.set $i (i32.const 0))
-    (loop $outer_b
-      (local.set $j (i32.const 0))
-      (loop $inner_b
-        (local.set $acc
-          (i32.add (i32.mul (local.get $acc) (i32.const 37))
-            (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j))))
-        (local.set $j (i32.add (local.get $j) (i32.const 1)))
-        (br_if $inner_b (i32.lt_u (local.get $j) (local.get $n))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $outer_b (call $keep_going (local.get $i))))
+    {}
     (local.get $acc)
-    (local.get $i)))"#;
+    (local.get $i)))"#,
+        loop_nest("_a", 31, "(i32.lt_u (local.get $i) (local.get $outer_a))"),
+        loop_nest("_b", 37, "(call $keep_going (local.get $i))")
+    )
+}
 
-/// What `TWO_NESTS` computes.
+/// What [`two_nests`] computes.
 fn two_nests_expect(outer_a: i32, n: i32, outer_b: i32) -> i32 {
-    let mut acc: i32 = 0;
-    for (rounds, mul) in [(outer_a, 31), (outer_b, 37)] {
-        for i in 0..rounds {
-            for j in 0..n {
-                acc = acc
-                    .wrapping_mul(mul)
-                    .wrapping_add(i.wrapping_mul(n).wrapping_add(j));
-            }
-        }
-    }
-    acc
+    nest_expect(nest_expect(0, 31, outer_a, n), 37, outer_b, n)
 }
 
 #[test]
@@ -538,7 +518,7 @@ fn a_function_called_again_reuses_its_direct_entry_without_a_new_compile() {
     // is armed and its header takes the entry already there. Nothing more is compiled for OSR:
     // a speculative entry for the inner loop is only for an outer loop whose header does not
     // come round in time, counted from when it was armed.
-    let mut f = CalledAgain::new(TWO_NESTS);
+    let mut f = CalledAgain::new(&two_nests());
     let n = 200;
     let (acc, outer, stats) = f.call(&[Val::I32(1), Val::I32(n)]);
     assert_eq!((stats.osr_entries, stats.osr_compiled), (1, 1), "{stats}");
