@@ -832,12 +832,13 @@ fn report(opts: &Options, results: &[KernelResult]) {
 /// later calls' median time over the paired native run's.
 fn report_later_calls(opts: &Options, results: &[KernelResult]) {
     let md = opts.markdown;
+    let ratios: Vec<String> = opts
+        .modes
+        .iter()
+        .map(|m| format!("{}/native", m.name()))
+        .collect();
     let mut header = vec!["kernel", "native ms per call"];
-    header.extend(opts.modes.iter().map(|m| match m {
-        Mode::Baseline => "baseline/native",
-        Mode::Optimized => "optimized/native",
-        Mode::Tiered => "tiered/native",
-    }));
+    header.extend(ratios.iter().map(String::as_str));
     let mut table = Table::new(&header, 1);
     for r in results {
         let mut row = vec![
