@@ -146,8 +146,8 @@ struct EngineArgs {
 
     /// The optimizing (LLVM) tier's pass pipeline. `lean` (default): the passes that pay off on
     /// a module its compiler has already optimized (register promotion, redundancy elimination,
-    /// instruction folding, loop-invariant code motion; code generated for this CPU), 2-3x
-    /// faster to compile than `o3` with the same run time on the benchmark's C kernels. `o2`/`o3`: LLVM's whole
+    /// loop-invariant code motion, unrolling for this CPU), 2-3x faster to compile than `o3`
+    /// with the same run time on the benchmark's C kernels. `o2`/`o3`: LLVM's whole
     /// `default<O2>`/`default<O3>` pipelines, for modules built without optimization.
     /// Example: `--llvm-pipeline o3`
     #[arg(long, value_enum, value_name = "PIPELINE")]

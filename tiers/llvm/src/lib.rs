@@ -58,19 +58,14 @@ use translate::{EntryKind, FUNCTION_SYMBOL};
 /// the like at `-O2`/`-O3`): its functions are already inlined, unrolled and vectorized, and
 /// running LLVM's whole `default<O3>` pipeline over them again mostly repeats that work. What the
 /// translation itself leaves to do is promoting locals to registers, folding the engine's
-/// address arithmetic and hoisting loads of the memory base and globals out of loops, which
-/// [`Pipeline::Lean`] does in well under half the time (`benches/`: the same run time on the C
-/// kernels, 2-3x less LLVM time). Modules built without optimization want [`Pipeline::O3`].
-///
-/// Lean has no GVN and no loop unrolling: on the benchmark kernels' functions and OSR entries
-/// the hot loops came out instruction for instruction the same without them (the unroller only
-/// unrolled a cold initialisation loop further), while they cost 5-17% of the compile time
-/// (CG's OSR entry: 103 to 80 million instructions of LLVM work) and 10% on a 1.7 MB module
-/// (SQLite); see `docs/BENCHMARKS.md`.
+/// address arithmetic, hoisting loads of the memory base and globals out of loops, and adapting
+/// loop unrolling to the host CPU, which [`Pipeline::Lean`] does in a third to a half of the time
+/// (`benches/`: the same run time on the C kernels, 2-3x less LLVM time). Modules built without
+/// optimization want [`Pipeline::O3`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pipeline {
-    /// SROA, early CSE, CFG and instruction simplification and LICM, then a CFG clean-up; code
-    /// generation at LLVM's aggressive level. The default.
+    /// SROA, early CSE, CFG and instruction simplification, LICM, GVN and loop unrolling, then
+    /// a clean-up; code generation at LLVM's aggressive level. The default.
     #[default]
     Lean,
     /// LLVM's `default<O2>` pipeline; code generation at LLVM's default level.
@@ -87,7 +82,8 @@ impl Pipeline {
             // aborts the process when a second round would still change something.
             Pipeline::Lean => {
                 "function(sroa<modify-cfg>,early-cse<memssa>,simplifycfg,\
-                 instcombine<no-verify-fixpoint>,loop-mssa(licm<allowspeculation>),simplifycfg)"
+                 instcombine<no-verify-fixpoint>,loop-mssa(licm<allowspeculation>),gvn,\
+                 loop-unroll<O3>,instcombine<no-verify-fixpoint>,simplifycfg)"
             }
             Pipeline::O2 => "default<O2>",
             Pipeline::O3 => "default<O3>",
