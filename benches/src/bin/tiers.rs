@@ -534,6 +534,44 @@ struct KernelResult {
     modes: Vec<(Mode, Result<Summary, String>)>,
 }
 
+impl KernelResult {
+    /// The baseline, optimized and tiered summaries, where those modes ran.
+    fn summaries(&self) -> (Option<&Summary>, Option<&Summary>, Option<&Summary>) {
+        let get = |m: Mode| {
+            self.modes
+                .iter()
+                .find(|(mode, _)| *mode == m)
+                .and_then(|(_, s)| s.as_ref().ok())
+        };
+        (get(Mode::Baseline), get(Mode::Optimized), get(Mode::Tiered))
+    }
+}
+
+/// The 1.10x goal's column for a tiered run/native ratio (decided on the unrounded ratio).
+fn within_goal(ratio: f64) -> String {
+    if ratio <= 1.03 {
+        "yes (<= 1.03x)".into()
+    } else if ratio <= 1.10 {
+        "yes".into()
+    } else {
+        "no".into()
+    }
+}
+
+/// Whether tiered's `total` is below both other modes' ("-" unless all three ran).
+fn tiered_lowest(
+    b: Option<&Summary>,
+    o: Option<&Summary>,
+    t: Option<&Summary>,
+    total: impl Fn(&Summary) -> f64,
+) -> String {
+    match (b, o, t) {
+        (Some(b), Some(o), Some(t)) if total(t) < total(b) && total(t) < total(o) => "yes".into(),
+        (Some(_), Some(_), Some(_)) => "no".into(),
+        _ => "-".into(),
+    }
+}
+
 fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult> {
     // The reference checksum, from an untimed first call that also warms up the native code
     // and faults in its static arrays.
@@ -714,13 +752,7 @@ fn report(opts: &Options, results: &[KernelResult]) {
     );
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 3];
     for r in results {
-        let get = |m: Mode| {
-            r.modes
-                .iter()
-                .find(|(mode, _)| *mode == m)
-                .and_then(|(_, s)| s.as_ref().ok())
-        };
-        let (b, o, t) = (get(Mode::Baseline), get(Mode::Optimized), get(Mode::Tiered));
+        let (b, o, t) = r.summaries();
         let total = |s: Option<&Summary>| s.map_or("-".to_string(), |s| f0(s.total));
         let rn = |s: Option<&Summary>| s.map_or("-".to_string(), |s| f2(s.run_ratio));
         for (i, s) in [b, o, t].into_iter().enumerate() {
@@ -728,26 +760,8 @@ fn report(opts: &Options, results: &[KernelResult]) {
                 ratios[i].push(s.run_ratio);
             }
         }
-        let within = t.map_or("-".to_string(), |t| {
-            let x = t.run_ratio;
-            if x <= 1.03 {
-                "yes (<= 1.03x)".into()
-            } else if x <= 1.10 {
-                "yes".into()
-            } else {
-                "no".into()
-            }
-        });
-        let lowest = match (b, o, t) {
-            (Some(b), Some(o), Some(t)) => {
-                if t.total_ratio < b.total_ratio && t.total_ratio < o.total_ratio {
-                    "yes".to_string()
-                } else {
-                    "no".to_string()
-                }
-            }
-            _ => "-".to_string(),
-        };
+        let within = t.map_or("-".to_string(), |t| within_goal(t.run_ratio));
+        let lowest = tiered_lowest(b, o, t, |s| s.total_ratio);
         summary.row(vec![
             r.kernel.name.into(),
             f0(r.native),
@@ -912,34 +926,11 @@ fn report_best(opts: &Options, results: &[KernelResult]) {
         1,
     );
     for r in results {
-        let get = |m: Mode| {
-            r.modes
-                .iter()
-                .find(|(mode, _)| *mode == m)
-                .and_then(|(_, s)| s.as_ref().ok())
-        };
-        let (b, o, t) = (get(Mode::Baseline), get(Mode::Optimized), get(Mode::Tiered));
+        let (b, o, t) = r.summaries();
         let best = |s: Option<&Summary>| s.map(|s| ratio(s.best_run, r.native_best));
         let show = |v: Option<f64>| v.map_or("-".to_string(), f2);
-        let within = best(t).map_or("-".to_string(), |x| {
-            if x <= 1.03 {
-                "yes (<= 1.03x)".into()
-            } else if x <= 1.10 {
-                "yes".into()
-            } else {
-                "no".into()
-            }
-        });
-        let lowest = match (b, o, t) {
-            (Some(b), Some(o), Some(t)) => {
-                if t.best_total < b.best_total && t.best_total < o.best_total {
-                    "yes".to_string()
-                } else {
-                    "no".to_string()
-                }
-            }
-            _ => "-".to_string(),
-        };
+        let within = best(t).map_or("-".to_string(), within_goal);
+        let lowest = tiered_lowest(b, o, t, |s| ms(s.best_total));
         table.row(vec![
             r.kernel.name.into(),
             f0(r.native_best),
