@@ -1017,3 +1017,57 @@ fn main() -> Result<()> {
     report(&opts, &results);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_goal_column_is_decided_on_the_unrounded_ratio() {
+        assert_eq!(within_goal(1.03), "yes (<= 1.03x)");
+        assert_eq!(within_goal(1.0301), "yes");
+        assert_eq!(within_goal(1.10), "yes");
+        assert_eq!(within_goal(1.1001), "no");
+    }
+
+    fn summary(total_ratio: f64) -> Summary {
+        let d = Duration::from_millis(1);
+        Summary {
+            compile: d,
+            instantiate: d,
+            run: d,
+            total: d,
+            run_ratio: 1.0,
+            total_ratio,
+            later_ratio: None,
+            best_run: d,
+            best_total: d,
+            run_ratio_range: (1.0, 1.0),
+            figures: Figures::default(),
+        }
+    }
+
+    #[test]
+    fn tiered_is_lowest_only_below_both_other_modes() {
+        let (b, o) = (summary(2.0), summary(1.2));
+        let key = |s: &Summary| s.total_ratio;
+        assert_eq!(
+            tiered_lowest(Some(&b), Some(&o), Some(&summary(1.1)), key),
+            "yes"
+        );
+        assert_eq!(
+            tiered_lowest(Some(&b), Some(&o), Some(&summary(1.2)), key),
+            "no"
+        );
+        assert_eq!(tiered_lowest(Some(&b), None, Some(&summary(1.1)), key), "-");
+    }
+
+    #[test]
+    fn faulting_memory_in_leaves_its_bytes_as_they_were() {
+        let mut bytes: Vec<u8> = (0..3 * 4096 + 17).map(|i| (i * 7 % 251) as u8).collect();
+        let before = bytes.clone();
+        fault_in(&mut bytes);
+        assert_eq!(bytes, before);
+        fault_in(&mut []);
+    }
+}
