@@ -488,32 +488,28 @@ struct Summary {
 }
 
 fn summarise(runs: &[Run]) -> Summary {
-    let med = |f: fn(&Run) -> Duration| Stats::new(&runs.iter().map(f).collect::<Vec<_>>()).median;
-    let med_ratio = |f: fn(&Run) -> Duration| {
-        median(
-            &runs
-                .iter()
-                .map(|r| ratio(f(r), r.native))
-                .collect::<Vec<_>>(),
-        )
+    let stats = |f: fn(&Run) -> Duration| Stats::new(&runs.iter().map(f).collect::<Vec<_>>());
+    let ratios = |f: fn(&Run) -> Duration| -> Vec<f64> {
+        runs.iter().map(|r| ratio(f(r), r.native)).collect()
     };
+    let (run, total) = (stats(|r| r.run), stats(|r| r.total));
+    let run_ratios = ratios(|r| r.run);
     let mut by_total: Vec<&Run> = runs.iter().collect();
     by_total.sort_by_key(|r| r.total);
-    let run_ratios: Vec<f64> = runs.iter().map(|r| ratio(r.run, r.native)).collect();
     Summary {
-        compile: med(|r| r.compile),
-        instantiate: med(|r| r.instantiate),
-        run: med(|r| r.run),
-        total: med(|r| r.total),
-        run_ratio: med_ratio(|r| r.run),
-        total_ratio: med_ratio(|r| r.total),
+        compile: stats(|r| r.compile).median,
+        instantiate: stats(|r| r.instantiate).median,
+        run: run.median,
+        total: total.median,
+        run_ratio: median(&run_ratios),
+        total_ratio: median(&ratios(|r| r.total)),
         later_ratio: runs
             .iter()
             .map(|r| r.later.map(|(wasm, native)| ratio(wasm, native)))
             .collect::<Option<Vec<f64>>>()
             .map(|v| median(&v)),
-        best_run: runs.iter().map(|r| r.run).min().expect("at least one run"),
-        best_total: by_total[0].total,
+        best_run: run.min,
+        best_total: total.min,
         run_ratio_range: (
             run_ratios.iter().copied().fold(f64::INFINITY, f64::min),
             run_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -644,14 +640,11 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             None => (m, Ok(summarise(r))),
         })
         .collect();
+    let native_stats = Stats::new(&native);
     Ok(KernelResult {
         kernel,
-        native: Stats::new(&native).median,
-        native_best: native
-            .iter()
-            .copied()
-            .min()
-            .expect("at least one repetition"),
+        native: native_stats.median,
+        native_best: native_stats.min,
         native_later: (!native_later.is_empty()).then(|| Stats::new(&native_later).median),
         checksum,
         identical,
