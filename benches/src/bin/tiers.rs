@@ -7,13 +7,15 @@
 //! input, runs for about half a second natively and returns a checksum; it is called once, so
 //! its hot loops must be optimized while they run (tier-up with on-stack replacement).
 //!
-//! For each kernel and repetition, for each tier mode: the native function (one untimed warm-up
-//! call per kernel first, which also faults in its arrays), then a fresh `Engine`, `Module::new`
+//! For each kernel (after one untimed native warm-up call, which also faults in its arrays),
+//! native runs and wasm runs alternate, starting and ending with a native run. Each wasm run, for
+//! each repetition and tier mode, is a fresh `Engine`, `Module::new`
 //! (compile), `Store` and `Instance` (instantiate), an untimed write to every page of the
 //! instance's memory (so that, as on the native side, no first-touch page fault is timed;
 //! `--cold-memory` leaves it out) and one call (run), each timed; the total is compile plus
 //! instantiate plus run. Every wasm checksum is checked against native. Reported: medians over
-//! the repetitions, ratios to the paired native run (medians of the per-repetition ratios), the
+//! the repetitions, ratios to the mean of the two native runs around each wasm run (medians of
+//! the per-repetition ratios), the
 //! engine's figures (Cranelift and LLVM compile time, tier-ups, OSR entries) and, from three
 //! repetitions up, the best-of-N table (fastest wasm run over fastest native run).
 //!
@@ -33,11 +35,13 @@ to native and compile figures.
 options:
   --kernel NAME[,NAME]  kernels to run (default: all; repeatable; see --list)
   --tier LIST           comma-separated modes among baseline, optimized, tiered (default: all)
-  --reps N              repetitions of every (kernel, mode), medians reported (default 3); every
-                        wasm run is paired with a native run just before it, and each ratio
-                        is the median over the repetitions of wasm / paired native; from 3
-                        up a further table gives the best run of each mode over the best
-                        native run, and the range of the tiered runs' paired ratios
+  --reps N              repetitions of every (kernel, mode), medians reported (default 3); native
+                        and wasm runs alternate, starting and ending with a native run, and
+                        each ratio is the median over the repetitions of wasm / the mean of
+                        the native runs just before and just after it; from 3 up a further
+                        table gives the best run of each mode over the best native run, the
+                        range of the tiered runs' ratios, and the same ratio for each native
+                        run against its own neighbours (the noise floor)
   --quick               one repetition (same as --reps 1)
   --calls N             calls of the kernel per run (default 1). The first call is the one the
                         tables report; with N > 1, calls 2..N run in the same instance (and
@@ -332,14 +336,30 @@ struct Run {
     total: Duration,
     checksum: Checksum,
     figures: Figures,
-    /// The native run timed just before this one (the pair its ratios are taken against).
+    /// The mean of the native runs timed just before and just after this one (what its ratios
+    /// are taken against).
     native: Duration,
-    /// With `--calls` above 1: the median of calls 2.. of this run, and of the paired native run.
+    /// With `--calls` above 1: the median of calls 2.. of this run, and the mean of the
+    /// bracketing native runs' medians of calls 2...
     later: Option<(Duration, Duration)>,
 }
 
+impl Run {
+    /// Pairs this run with the native runs timed just before and just after it: a drift of a
+    /// shared machine moves both brackets, and a run is never only the second of a pair.
+    fn bracketed(mut self, before: &NativeRun, after: &NativeRun) -> Run {
+        self.native = mean(before.first, after.first);
+        self.later = match (self.later, before.later, after.later) {
+            (Some((wasm, _)), Some(b), Some(a)) => Some((wasm, mean(b, a))),
+            _ => None,
+        };
+        self
+    }
+}
+
 /// Runs `kernel` in `engine` (fresh, of `mode`), `opts.calls` times in one instance, and checks
-/// every checksum against `native`; `paired` is the native run timed just before it.
+/// every checksum against `native`. The run's native figures are left zero, for
+/// [`Run::bracketed`].
 /// Times `Module::new` (compile), `Store` plus `Instance::new` (instantiate) and each call (the
 /// first is the run); making the engine and looking up the export are not timed.
 fn run_wasm(
@@ -348,7 +368,6 @@ fn run_wasm(
     mode: Mode,
     kernel: &Kernel,
     native: Checksum,
-    paired: &NativeRun,
 ) -> Result<Run> {
     let bytes = if opts.separate {
         kernel.module
@@ -418,8 +437,8 @@ fn run_wasm(
         total: compile + instantiate + run,
         checksum,
         figures,
-        native: paired.first,
-        later: later_median(&times).zip(paired.later),
+        native: Duration::ZERO,
+        later: later_median(&times).map(|wasm| (wasm, Duration::ZERO)),
     })
 }
 
@@ -472,7 +491,7 @@ struct Summary {
     instantiate: Duration,
     run: Duration,
     total: Duration,
-    /// Median over the repetitions of run / paired native run.
+    /// Median over the repetitions of run / paired native (the mean of the runs around it).
     run_ratio: f64,
     /// Median over the repetitions of total / paired native run.
     total_ratio: f64,
@@ -528,6 +547,36 @@ struct KernelResult {
     checksum: Checksum,
     identical: bool,
     modes: Vec<(Mode, Result<Summary, String>)>,
+    /// The native runs against their own brackets (see [`noise_floor`]), if there were three.
+    noise: Option<NoiseFloor>,
+}
+
+/// Identical code paired as the wasm runs are: each native run but the first and last over the
+/// mean of the native runs before and after it. Its spread is what this machine does to a
+/// ratio of 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct NoiseFloor {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+/// The mean of two durations.
+fn mean(a: Duration, b: Duration) -> Duration {
+    (a + b) / 2
+}
+
+/// The [`NoiseFloor`] of a kernel's native runs, in the order they ran (`None` below three).
+fn noise_floor(natives: &[NativeRun]) -> Option<NoiseFloor> {
+    let ratios: Vec<f64> = natives
+        .windows(3)
+        .map(|w| ratio(w[1].first, mean(w[0].first, w[2].first)))
+        .collect();
+    (!ratios.is_empty()).then(|| NoiseFloor {
+        median: median(&ratios),
+        min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    })
 }
 
 impl KernelResult {
@@ -572,30 +621,29 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
     // The reference checksum, from an untimed first call that also warms up the native code
     // and faults in its static arrays.
     let checksum = (kernel.native)();
-    let mut native = Vec::new();
-    let mut native_later = Vec::new();
+    let mut natives: Vec<NativeRun> = Vec::new();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); opts.modes.len()];
     let mut unavailable: Vec<Option<String>> = vec![None; opts.modes.len()];
     let mut identical = true;
+    // Native and wasm runs alternate, starting and ending with a native run: every wasm run's
+    // ratios are taken against the mean of the native runs just before and just after it.
+    let time_native_run = |rep: usize| -> Result<NativeRun> {
+        let run = time_native(kernel, opts.calls, checksum)?;
+        eprintln!(
+            "  {:<12} rep {}  native     {:>9.1} ms{}",
+            kernel.name,
+            rep + 1,
+            ms(run.first),
+            later_note(run.later)
+        );
+        Ok(run)
+    };
+    natives.push(time_native_run(0)?);
     for rep in 0..opts.reps {
         for (i, &mode) in opts.modes.iter().enumerate() {
             if unavailable[i].is_some() {
                 continue;
             }
-            // Every wasm run is paired with a native run just before it, and its ratios are
-            // taken against that run, so a slow spell of a shared machine moves both.
-            let paired = time_native(kernel, opts.calls, checksum)?;
-            native.push(paired.first);
-            if let Some(later) = paired.later {
-                native_later.push(later);
-            }
-            eprintln!(
-                "  {:<12} rep {}  native     {:>9.1} ms{}",
-                kernel.name,
-                rep + 1,
-                ms(paired.first),
-                later_note(paired.later)
-            );
             // An engine that cannot be created (a tier not built in) skips the mode; any other
             // failure, a wrong checksum included, stops the benchmark.
             let config =
@@ -608,7 +656,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                     continue;
                 }
             };
-            let r = run_wasm(opts, engine, mode, kernel, checksum, &paired)
+            let r = run_wasm(opts, engine, mode, kernel, checksum)
                 .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))?;
             identical &= r.checksum.identical(checksum);
             eprintln!(
@@ -628,7 +676,12 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 r.figures.osr_entries,
                 later_note(r.later.map(|(wasm, _)| wasm)),
             );
-            runs[i].push(r);
+            let after = time_native_run(rep)?;
+            let before = natives
+                .last()
+                .expect("the first native run came before the loop");
+            runs[i].push(r.bracketed(before, &after));
+            natives.push(after);
         }
     }
     let modes = opts
@@ -640,12 +693,14 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             None => (m, Ok(summarise(r))),
         })
         .collect();
-    let native_stats = Stats::new(&native);
+    let native_stats = Stats::new(&natives.iter().map(|n| n.first).collect::<Vec<_>>());
+    let native_later: Vec<Duration> = natives.iter().filter_map(|n| n.later).collect();
     Ok(KernelResult {
         kernel,
         native: native_stats.median,
         native_best: native_stats.min,
         native_later: (!native_later.is_empty()).then(|| Stats::new(&native_later).median),
+        noise: noise_floor(&natives),
         checksum,
         identical,
         modes,
@@ -788,7 +843,7 @@ fn report(opts: &Options, results: &[KernelResult]) {
         env!("CARGO_PKG_VERSION")
     );
     println!(
-        "Module: {} ({} bytes); median of {} repetition(s), each wasm run paired with a native run just before it (ratios: median of the paired ratios); total = compile + instantiate + run",
+        "Module: {} ({} bytes); median of {} repetition(s), each wasm run paired with the mean of the native runs just before and after it (ratios: median of the paired ratios); total = compile + instantiate + run",
         if opts.separate {
             "one per kernel, benches/kernels/NAME.wasm".to_string()
         } else {
@@ -915,6 +970,7 @@ fn report_best(opts: &Options, results: &[KernelResult]) {
             "tiered paired ratios, range",
             "tiered <= 1.10x",
             "tiered best total lowest",
+            "native vs its brackets, median (range)",
         ],
         1,
     );
@@ -935,12 +991,17 @@ fn report_best(opts: &Options, results: &[KernelResult]) {
             }),
             within,
             lowest,
+            r.noise.map_or("-".to_string(), |n| {
+                format!("{} ({}-{})", f2(n.median), f2(n.min), f2(n.max))
+            }),
         ]);
     }
     println!();
     println!(
         "Best of {} repetitions (the fastest wasm run over the fastest native run; the tiered \
-         runs' paired ratios range as shown):",
+         runs' paired ratios range as shown; the last column pairs each native run but the \
+         first and last with the mean of the native runs on either side of it, as the wasm runs \
+         are paired: the spread identical code shows here):",
         opts.reps
     );
     if md {
@@ -950,7 +1011,7 @@ fn report_best(opts: &Options, results: &[KernelResult]) {
 }
 
 /// The table of calls 2.. (`--calls` above 1): per mode, the median over the repetitions of the
-/// later calls' median time over the paired native run's.
+/// later calls' median time over the bracketing native runs' mean.
 fn report_later_calls(opts: &Options, results: &[KernelResult]) {
     let md = opts.markdown;
     let ratios: Vec<String> = opts
@@ -978,8 +1039,8 @@ fn report_later_calls(opts: &Options, results: &[KernelResult]) {
     println!();
     println!(
         "Calls 2..{} of each run, in the same instance (steady state: no compile wait; \
-         ratio = median over the repetitions of the later calls' median / the paired native \
-         run's):",
+         ratio = median over the repetitions of the later calls' median / the mean of the \
+         bracketing native runs'):",
         opts.calls
     );
     if md {
@@ -1062,5 +1123,56 @@ mod tests {
         fault_in(&mut bytes);
         assert_eq!(bytes, before);
         fault_in(&mut []);
+    }
+
+    fn native_run(first_ms: u64, later_ms: Option<u64>) -> NativeRun {
+        NativeRun {
+            first: Duration::from_millis(first_ms),
+            later: later_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn a_wasm_run_is_paired_with_the_mean_of_its_brackets() {
+        let d = Duration::from_millis;
+        let run = Run {
+            compile: d(1),
+            instantiate: d(1),
+            run: d(440),
+            total: d(442),
+            checksum: Checksum::Int(0),
+            figures: Figures::default(),
+            native: Duration::ZERO,
+            later: Some((d(410), Duration::ZERO)),
+        };
+        let paired = run.bracketed(&native_run(400, Some(390)), &native_run(420, Some(410)));
+        assert_eq!(paired.native, d(410));
+        assert_eq!(paired.later, Some((d(410), d(400))));
+        // Without later calls on both sides there is no later pair.
+        let run = Run {
+            later: None,
+            ..paired
+        };
+        let unpaired = run.bracketed(&native_run(400, None), &native_run(420, None));
+        assert_eq!(unpaired.later, None);
+    }
+
+    #[test]
+    fn the_noise_floor_pairs_each_inner_native_run_with_its_neighbours() {
+        assert_eq!(
+            noise_floor(&[native_run(400, None), native_run(410, None)]),
+            None
+        );
+        let floor = noise_floor(&[
+            native_run(400, None),
+            native_run(440, None), // over (400 + 400) / 2: 1.10
+            native_run(400, None), // over (440 + 360) / 2: 1.00
+            native_run(360, None), // over (400 + 400) / 2: 0.90
+            native_run(400, None),
+        ])
+        .expect("three inner runs");
+        assert!((floor.median - 1.0).abs() < 1e-12, "{floor:?}");
+        assert!((floor.min - 0.9).abs() < 1e-12, "{floor:?}");
+        assert!((floor.max - 1.1).abs() < 1e-12, "{floor:?}");
     }
 }
