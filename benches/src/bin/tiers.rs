@@ -339,8 +339,8 @@ struct Run {
     /// The mean of the native runs timed just before and just after this one (what its ratios
     /// are taken against).
     native: Duration,
-    /// With `--calls` above 1: the median of calls 2.. of this run, and the mean of the
-    /// bracketing native runs' medians of calls 2...
+    /// With `--calls` above 1: the median of this run's calls from the second on, and the mean
+    /// of the bracketing native runs' medians of the same calls.
     later: Option<(Duration, Duration)>,
 }
 
@@ -529,10 +529,7 @@ fn summarise(runs: &[Run]) -> Summary {
             .map(|v| median(&v)),
         best_run: run.min,
         best_total: total.min,
-        run_ratio_range: (
-            run_ratios.iter().copied().fold(f64::INFINITY, f64::min),
-            run_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        ),
+        run_ratio_range: min_max(&run_ratios),
         figures: by_total[(by_total.len() - 1) / 2].figures,
     }
 }
@@ -572,11 +569,23 @@ fn noise_floor(natives: &[NativeRun]) -> Option<NoiseFloor> {
         .windows(3)
         .map(|w| ratio(w[1].first, mean(w[0].first, w[2].first)))
         .collect();
-    (!ratios.is_empty()).then(|| NoiseFloor {
-        median: median(&ratios),
-        min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    (!ratios.is_empty()).then(|| {
+        let (min, max) = min_max(&ratios);
+        NoiseFloor {
+            median: median(&ratios),
+            min,
+            max,
+        }
     })
+}
+
+/// The lowest and highest of `values` (infinities for none).
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 impl KernelResult {
@@ -1155,6 +1164,12 @@ mod tests {
         };
         let unpaired = run.bracketed(&native_run(400, None), &native_run(420, None));
         assert_eq!(unpaired.later, None);
+    }
+
+    #[test]
+    fn min_max_gives_the_extremes() {
+        assert_eq!(min_max(&[1.0, 0.5, 2.0, 1.5]), (0.5, 2.0));
+        assert_eq!(min_max(&[]), (f64::INFINITY, f64::NEG_INFINITY));
     }
 
     #[test]
