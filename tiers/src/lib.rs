@@ -152,16 +152,21 @@ pub trait FunctionCompiler {
     /// directly, so a loop enclosing another entered loop gets a second way in; the runtime
     /// passes loops where that costs little (see the engine's tier manager). Loops that cannot
     /// be entered (their operand stack is not empty, or they are unreachable) are left out;
-    /// returns the entry and the loops it serves, never empty. Tiers without OSR support return
-    /// an [`Unsupported`](CompileErrorKind::Unsupported) error.
+    /// returns the entry and the loops it serves, never empty. `checked`, one of `loops`, is the
+    /// loop the program is expected to be entered at (the runtime's guess: the first loop nest
+    /// after the one running when it asked): a tier may spend more compile time on that
+    /// loop's way in, such as a copy of the loop specialised on checked facts about the values
+    /// it starts from. Tiers without OSR support return an
+    /// [`Unsupported`](CompileErrorKind::Unsupported) error.
     fn compile_osr_entries(
         &mut self,
         module: &ModuleInfo,
         func_index: u32,
         body: &FunctionBody<'_>,
         loops: &[u32],
+        checked: Option<u32>,
     ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
-        let _ = (module, func_index, loops);
+        let _ = (module, func_index, loops, checked);
         Err(CompileError::unsupported(
             "this tier does not compile on-stack-replacement entries",
             body.range().start as usize,

@@ -181,8 +181,13 @@ pub(crate) enum Job {
     /// An OSR entry for one loop, reached through the headers of the loops enclosing it, so
     /// those stay ordinary loops in the optimized code.
     Osr(u32),
-    /// One OSR entry serving several loops, each entered directly.
-    OsrDirect(Vec<u32>),
+    /// One OSR entry serving several loops, each entered directly; `checked` is the loop the
+    /// program is expected to reach next, which the tier may specialise its way into (see
+    /// `FunctionCompiler::compile_osr_entries`).
+    OsrDirect {
+        loops: Vec<u32>,
+        checked: Option<u32>,
+    },
 }
 
 /// A request to compile one function or OSR entry with the optimizing tier.
@@ -374,10 +379,12 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, *loop_index))
                 .map(|f| (f, vec![*loop_index], started.elapsed()))
         }),
-        Job::OsrDirect(loops) => (loops.clone(), {
+        Job::OsrDirect { loops, checked } => (loops.clone(), {
             let started = Instant::now();
-            guarded(|| compiler.compile_osr_entries(&module.info, func_index, &reader, loops))
-                .map(|(f, served)| (f, served, started.elapsed()))
+            guarded(|| {
+                compiler.compile_osr_entries(&module.info, func_index, &reader, loops, *checked)
+            })
+            .map(|(f, served)| (f, served, started.elapsed()))
         }),
     };
     trace!(
@@ -648,13 +655,14 @@ pub(crate) fn osr_entry(
                 .iter()
                 .map(|&l| (l, OsrWhy::of(l, loop_index)))
                 .collect();
+            let checked = next_loop_nest(&loops, loop_index);
             if request_osr(
                 engine,
                 module,
                 tiering,
                 osr,
                 def_index,
-                Job::OsrDirect(loops),
+                Job::OsrDirect { loops, checked },
                 &pending,
             ) {
                 tiering.osr_direct[def].store(true, Ordering::Relaxed);
@@ -666,6 +674,15 @@ pub(crate) fn osr_entry(
         request_single(osr, l);
     }
     std::ptr::null()
+}
+
+/// Of the loops a direct entry serves (ascending), the first after loop `hot`, the loop whose
+/// budget ran out: the loop nest the program reaches next. By the time the entry is installed
+/// the program has usually left the loop nest it was in when it asked (a set-up nest, say) and
+/// is in that next one, which it then enters from the values in its locals, not from the
+/// constants its own code starts it from; the tier may specialise that way in.
+fn next_loop_nest(served: &[u32], hot: u32) -> Option<u32> {
+    served.iter().copied().find(|&l| l > hot)
 }
 
 /// The loops the first, direct OSR entry of a function serves (see [`osr_entry`]): its
@@ -1036,6 +1053,17 @@ mod tests {
         // Outermost loops, and the loops directly inside loop 0 (it holds two); not loop 5,
         // the only loop inside 4, nor loop 2, two levels down.
         assert_eq!(direct_entry_loops(&parents), vec![0, 1, 3, 4, 6]);
+    }
+
+    #[test]
+    fn the_checked_loop_is_the_next_served_loop_after_the_hot_one() {
+        // Matmul: initialisation nest 0-1, multiply nest 2-4, sum nest 5-6; hot in loop 1.
+        assert_eq!(next_loop_nest(&[0, 2, 5], 1), Some(2));
+        // Hot in the multiply nest itself, or in its outermost loop: the sum nest is next.
+        assert_eq!(next_loop_nest(&[0, 2, 5], 4), Some(5));
+        assert_eq!(next_loop_nest(&[0, 2, 5], 2), Some(5));
+        // Hot in the last nest: none.
+        assert_eq!(next_loop_nest(&[0, 2, 5], 6), None);
     }
 
     #[test]

@@ -265,7 +265,7 @@ impl LlvmCompiler {
         let name = match kind {
             EntryKind::Function => format!("f{func_index}"),
             EntryKind::Osr { loop_index } => format!("f{func_index}-osr{loop_index}"),
-            EntryKind::OsrDirect { loops } => {
+            EntryKind::OsrDirect { loops, .. } => {
                 let list: Vec<String> = loops.iter().map(u32::to_string).collect();
                 format!("f{func_index}-osr{}", list.join("_"))
             }
@@ -357,13 +357,14 @@ impl FunctionCompiler for LlvmCompiler {
         func_index: u32,
         body: &FunctionBody<'_>,
         loops: &[u32],
+        checked: Option<u32>,
     ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
         self.compile(
             module,
             func_index,
             body,
             None,
-            EntryKind::OsrDirect { loops },
+            EntryKind::OsrDirect { loops, checked },
         )
     }
 

@@ -771,7 +771,7 @@ fn direct_osr_entry_serves_every_loop_it_names() {
     let bytes = inst.module.bytes.clone();
     // Loops 0..=3 nest; 9 does not exist. One entry serves the four, whichever is asked for.
     let (compiled, loops) = with_body(&bytes, index, info.num_imported_functions, |body| {
-        compiler().compile_osr_entries(&info, index, body, &[3, 0, 9, 1, 2])
+        compiler().compile_osr_entries(&info, index, body, &[3, 0, 9, 1, 2], None)
     })
     .expect("direct OSR entry compiles");
     assert_eq!(loops, vec![0, 1, 2, 3]);
@@ -792,14 +792,14 @@ fn direct_osr_entry_serves_every_loop_it_names() {
     }
     // Only some of the loops: the entry serves those.
     let (_, loops) = with_body(&bytes, index, info.num_imported_functions, |body| {
-        compiler().compile_osr_entries(&info, index, body, &[2])
+        compiler().compile_osr_entries(&info, index, body, &[2], Some(2))
     })
     .expect("direct OSR entry compiles");
     assert_eq!(loops, vec![2]);
     // None of the loops can be entered: unsupported, not an internal error.
     let idx = inst.module.exports["not_eligible"];
     let err = with_body(&bytes, idx, 0, |b| {
-        compiler().compile_osr_entries(&info, idx, b, &[0, 5])
+        compiler().compile_osr_entries(&info, idx, b, &[0, 5], None)
     })
     .unwrap_err();
     assert_eq!(err.kind, CompileErrorKind::Unsupported, "{err}");
@@ -1137,4 +1137,96 @@ fn osr_entries_continue_the_function() {
     })
     .unwrap_err();
     assert_eq!(err.kind, CompileErrorKind::Unsupported, "{err}");
+}
+
+/// A matmul-shaped nest: the outer loop counts `$i` up to a constant and carries the offset
+/// `$p` of its row; the inner loop reads the row through `$p + $j`. The sum is taken over both
+/// the values read and the offsets themselves, so a wrapped offset shows in the result.
+const ROWS_MODULE: &str = r#"(module
+  (memory 1)
+  (func (export "rows") (result i64) (local $i i32) (local $p i32) (local $j i32) (local $acc i64)
+    (local.set $p (i32.const 64))
+    (loop $outer
+      (local.set $j (i32.const 0))
+      (loop $inner
+        (local.set $acc (i64.add (local.get $acc)
+          (i64.add (i64.extend_i32_u (i32.add (local.get $p) (local.get $j)))
+                   (i64.load32_u (i32.and (i32.add (local.get $p) (local.get $j))
+                                          (i32.const 0xfffc))))))
+        (br_if $inner (i32.ne (local.tee $j (i32.add (local.get $j) (i32.const 4)))
+                              (i32.const 32))))
+      (local.set $p (i32.add (local.get $p) (i32.const 32)))
+      (br_if $outer (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                            (i32.const 10))))
+    (local.get $acc))
+  (data (i32.const 0) "\01\00\00\00\02\00\00\00\03\00\00\00\04\00\00\00")
+  (data (i32.const 64) "\05\00\00\00\06\00\00\00\07\00\00\00\08\00\00\00")
+  (data (i32.const 65520) "\09\00\00\00\0a\00\00\00\0b\00\00\00\0c\00\00\00")
+)"#;
+
+/// The reference result of `rows` continued from its outer loop's header with the given state.
+fn rows_from(mem: &[u8], mut i: u32, mut p: u32, mut acc: i64) -> i64 {
+    loop {
+        let mut j = 0u32;
+        loop {
+            let at = p.wrapping_add(j);
+            let word = (at & 0xfffc) as usize;
+            let value = u32::from_le_bytes(mem[word..word + 4].try_into().unwrap());
+            acc = acc.wrapping_add(i64::from(at) + i64::from(value));
+            j = j.wrapping_add(4);
+            if j == 32 {
+                break;
+            }
+        }
+        p = p.wrapping_add(32);
+        i = i.wrapping_add(1);
+        if i == 10 {
+            return acc;
+        }
+    }
+}
+
+#[test]
+fn direct_osr_entry_checks_range_facts_and_falls_back_when_they_fail() {
+    let mut inst = instance(ROWS_MODULE);
+    let index = inst.module.exports["rows"];
+    let info = inst.module.info.clone();
+    let bytes = inst.module.bytes.clone();
+    let (compiled, loops) = with_body(&bytes, index, info.num_imported_functions, |body| {
+        compiler().compile_osr_entries(&info, index, body, &[0], Some(0))
+    })
+    .expect("direct OSR entry compiles");
+    assert_eq!(loops, vec![0]);
+    let mut mem = vec![0u8; 65536];
+    for (at, words) in [
+        (0usize, [1u32, 2, 3, 4]),
+        (64, [5, 6, 7, 8]),
+        (65520, [9, 10, 11, 12]),
+    ] {
+        for (n, w) in words.iter().enumerate() {
+            mem[at + 4 * n..at + 4 * n + 4].copy_from_slice(&w.to_le_bytes());
+        }
+    }
+    let v32 = |x: u32| ValRaw::i32(x as i32);
+    // Offsets below 2^31 (with the counter below its bound, 10) take the checked copy; offsets
+    // from 2^31 up, such as one whose `$p + $j` wraps to the bottom of memory, fail the check
+    // and take the loop's own header. (A counter at or past its bound fails too, but then the
+    // loop runs 2^32 times.) Every case must give the reference result.
+    for (i, p, acc) in [
+        (0u32, 64u32, 0i64),
+        (3, 64 + 3 * 32, 1_000),
+        (9, 0x7fff_ff00, -5),
+        (2, 0xffff_fff0, 7),
+        (5, 0x8000_0000, 0),
+        (0, 65_504, 3),
+    ] {
+        let locals = [v32(i), v32(p), v32(0), ValRaw::i64(acc)];
+        assert_eq!(
+            call_entry_i64(&mut inst, &compiled, 0, &locals),
+            rows_from(&mem, i, p, acc),
+            "direct entry at i={i} p={p:#x} acc={acc}"
+        );
+    }
+    // The function from the start agrees too.
+    assert_eq!(call_i64(&mut inst, "rows", &[]), rows_from(&mem, 0, 64, 0));
 }

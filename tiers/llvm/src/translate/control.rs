@@ -25,7 +25,8 @@
 use inkwell::IntPredicate;
 use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
-use inkwell::types::BasicTypeEnum;
+use inkwell::builder::Builder;
+use inkwell::types::{BasicType, BasicTypeEnum};
 use inkwell::values::{BasicValue, BasicValueEnum, PhiValue, PointerValue};
 use spate_tiers::abi::RET_AREA_SLOT;
 use spate_tiers::libcall::Libcall;
@@ -33,7 +34,8 @@ use spate_tiers::loops::{loop_parents, loop_path};
 use spate_tiers::{CompileError, TrapCode};
 use wasmparser::{BlockType, BrTable, FunctionBody, Operator, OperatorsReader};
 
-use super::{FuncTranslator, enum_attribute};
+use super::osr_facts::{RangeFact, loop_range_facts};
+use super::{FuncTranslator, byte_gep, enum_attribute, set_alignment};
 
 /// One entry of the control stack.
 #[derive(Clone)]
@@ -81,28 +83,40 @@ pub(crate) struct OsrState<'ctx> {
 }
 
 /// A direct on-stack-replacement entry: the prologue dispatches on the entry's `loop_index`
-/// argument straight to the header of each of several loops (no copies, unlike [`OsrState`]).
+/// argument straight to the header of each of several loops. The loop the runtime expects the
+/// entry to be taken at, if it has range facts ([`super::osr_facts`]), also gets a checked copy: the dispatch checks the facts on the loaded locals
+/// and enters the copy, whose start values carry them, when they hold, and the loop's own
+/// header when they do not.
 pub(crate) struct OsrDirect<'ctx> {
     /// The loops asked for, ascending.
     wanted: Vec<u32>,
     /// `loop` operators seen so far.
     loops_seen: u32,
+    /// The loop that gets a checked copy if it has range facts.
+    checked: Option<u32>,
     /// Set by [`FuncTranslator::note_loop`] when the loop about to be translated is entered.
     next: Option<u32>,
+    /// Set with `next` when that loop has range facts (its copy is translated next).
+    facts: Vec<RangeFact>,
     /// The loops entered, each with the block that branches to its header.
     entered: Vec<(u32, BasicBlock<'ctx>)>,
+    /// The entered loops with a checked copy: the copy's first block and the facts it assumes.
+    copies: Vec<(u32, BasicBlock<'ctx>, Vec<RangeFact>)>,
 }
 
 impl OsrDirect<'_> {
-    pub(crate) fn new(loops: &[u32]) -> Self {
+    pub(crate) fn new(loops: &[u32], checked: Option<u32>) -> Self {
         let mut wanted = loops.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
         OsrDirect {
             wanted,
             loops_seen: 0,
+            checked,
             next: None,
+            facts: Vec::new(),
             entered: Vec::new(),
+            copies: Vec::new(),
         }
     }
 }
@@ -554,10 +568,15 @@ impl<'ctx> FuncTranslator<'ctx> {
     /// Counts `loop` operators for an OSR entry and checks that the target loop can be
     /// entered. Called for every operator of the main translation, reachable or not, before it
     /// is translated; returns whether `op` is the target loop.
+    /// Before the operator `op` at `offset` (read from `at_op`, when OSR needs it) is
+    /// translated: counts the loops of an OSR translation and returns whether this one is to
+    /// be translated a first time as a copy (the single-loop entry's target, or a directly
+    /// entered loop with range facts).
     pub(super) fn note_loop(
         &mut self,
         op: &Operator<'_>,
         offset: usize,
+        at_op: Option<&OperatorsReader<'_>>,
     ) -> Result<bool, CompileError> {
         let Operator::Loop { blockty } = *op else {
             return Ok(false);
@@ -570,10 +589,22 @@ impl<'ctx> FuncTranslator<'ctx> {
                 && self.reachable
                 && self.stack.is_empty()
                 && self.block_sig(blockty, offset)?.params().is_empty();
+            let facts = match (enter && direct.checked == Some(index), at_op) {
+                (true, Some(reader)) => {
+                    let i32_type = self.ctx.i32_type().as_basic_type_enum();
+                    let is_i32: Vec<bool> = self.locals.iter().map(|l| l.ty == i32_type).collect();
+                    loop_range_facts(reader.clone(), |l| {
+                        is_i32.get(l as usize).copied().unwrap_or(false)
+                    })?
+                }
+                _ => Vec::new(),
+            };
             let direct = self.osr_direct.as_mut().expect("direct OSR translation");
             direct.loops_seen += 1;
             direct.next = enter.then_some(index);
-            return Ok(false);
+            let copy = !facts.is_empty();
+            direct.facts = facts;
+            return Ok(copy);
         }
         let Some(osr) = &self.osr else {
             return Ok(false);
@@ -712,7 +743,7 @@ impl<'ctx> FuncTranslator<'ctx> {
     /// reachability are as before.
     pub(super) fn translate_osr_copy(
         &mut self,
-        mut reader: OperatorsReader<'_>,
+        reader: OperatorsReader<'_>,
     ) -> Result<Option<OsrFallthrough<'ctx>>, CompileError> {
         let osr = self.osr.as_mut().expect("OSR translation");
         let (Some(hop), flag) = (osr.hop.take(), osr.flag) else {
@@ -720,9 +751,6 @@ impl<'ctx> FuncTranslator<'ctx> {
                 "OSR translation: the target loop was reached out of order",
             ));
         };
-        let saved_block = self.current_block();
-        let saved_stack = std::mem::take(&mut self.stack);
-        let depth = self.control.len();
         let start = self.ctx.append_basic_block(self.func, "osr_loop");
         let b = self.ctx.create_builder();
         b.position_at_end(hop);
@@ -731,6 +759,42 @@ impl<'ctx> FuncTranslator<'ctx> {
                 .unwrap();
         }
         b.build_unconditional_branch(start).unwrap();
+        self.translate_copy(reader, start)
+    }
+
+    /// For a direct OSR entry, translates the loop `reader` is positioned at a first time, as
+    /// the checked copy of the loop [`Self::note_loop`] just found range facts for (see
+    /// [`OsrDirect`]); as [`Self::translate_osr_copy`] otherwise. The dispatch enters it
+    /// ([`Self::finish_osr_direct`]).
+    pub(super) fn translate_direct_copy(
+        &mut self,
+        reader: OperatorsReader<'_>,
+    ) -> Result<Option<OsrFallthrough<'ctx>>, CompileError> {
+        let direct = self.osr_direct.as_mut().expect("direct OSR translation");
+        // The copy's own header must not be taken for the loop's: the main translation's is.
+        let index = direct.next.take().ok_or_else(|| {
+            CompileError::codegen("OSR translation: a checked copy of a loop not entered")
+        })?;
+        let facts = std::mem::take(&mut direct.facts);
+        let start = self.ctx.append_basic_block(self.func, "osr_checked_loop");
+        let fallthrough = self.translate_copy(reader, start)?;
+        let direct = self.osr_direct.as_mut().expect("direct OSR translation");
+        direct.next = Some(index);
+        direct.copies.push((index, start, facts));
+        Ok(fallthrough)
+    }
+
+    /// Translates the loop `reader` is positioned at into blocks starting at `start`, with the
+    /// control stack of the main translation at that point (see [`Self::translate_osr_copy`]);
+    /// restores the builder, operand stack and reachability afterwards.
+    fn translate_copy(
+        &mut self,
+        mut reader: OperatorsReader<'_>,
+        start: BasicBlock<'ctx>,
+    ) -> Result<Option<OsrFallthrough<'ctx>>, CompileError> {
+        let saved_block = self.current_block();
+        let saved_stack = std::mem::take(&mut self.stack);
+        let depth = self.control.len();
         self.builder.position_at_end(start);
         self.reachable = true;
         self.unreachable_depth = 0;
@@ -801,13 +865,81 @@ impl<'ctx> FuncTranslator<'ctx> {
         let cases: Vec<_> = direct
             .entered
             .iter()
-            .map(|&(l, hop)| (i32_type.const_int(u64::from(l), false), hop))
+            .map(|&(l, hop)| {
+                let target = match direct.copies.iter().find(|c| c.0 == l) {
+                    Some((_, copy, facts)) => self.osr_fact_check(*copy, hop, facts),
+                    None => hop,
+                };
+                (i32_type.const_int(u64::from(l), false), target)
+            })
             .collect();
         let b = self.ctx.create_builder();
         b.position_at_end(dispatch);
         b.build_switch(index, other, &cases).unwrap();
         let loops = direct.entered.iter().map(|&(l, _)| l).collect();
         Ok(Some((dispatch, loops)))
+    }
+
+    /// The block a direct entry dispatches to for a loop with a checked copy: it checks
+    /// `facts` on the locals array and, when all hold, loads those locals again (volatile)
+    /// with `!range` metadata stating them and enters `copy`; otherwise it goes on to `plain`, the block
+    /// entering the loop's own header.
+    fn osr_fact_check(
+        &self,
+        copy: BasicBlock<'ctx>,
+        plain: BasicBlock<'ctx>,
+        facts: &[RangeFact],
+    ) -> BasicBlock<'ctx> {
+        let buf = self
+            .func
+            .get_nth_param(2)
+            .expect("locals parameter")
+            .into_pointer_value();
+        let i32_type = self.ctx.i32_type();
+        let check = self.ctx.append_basic_block(self.func, "osr_check");
+        let checked = self.ctx.append_basic_block(self.func, "osr_checked");
+        let b = self.ctx.create_builder();
+        let load_local = |b: &Builder<'ctx>, local: u32| {
+            let offset = u64::from(local) * u64::from(RET_AREA_SLOT);
+            let ptr = byte_gep(
+                self.ctx,
+                b,
+                buf,
+                self.ctx.i64_type().const_int(offset, false),
+            );
+            let v = b.build_load(i32_type, ptr, "").unwrap();
+            set_alignment(v, 1);
+            v
+        };
+        b.position_at_end(check);
+        let mut all = self.ctx.bool_type().const_all_ones();
+        for f in facts {
+            let v = load_local(&b, f.local).into_int_value();
+            let bound = i32_type.const_int(u64::from(f.bound), false);
+            let holds = b
+                .build_int_compare(IntPredicate::ULT, v, bound, "")
+                .unwrap();
+            all = b.build_and(all, holds, "").unwrap();
+        }
+        b.build_conditional_branch(all, checked, plain).unwrap();
+        b.position_at_end(checked);
+        let range = self.ctx.get_kind_id("range");
+        for f in facts {
+            let v = load_local(&b, f.local);
+            let bounds = self.ctx.metadata_node(&[
+                i32_type.const_zero().into(),
+                i32_type.const_int(u64::from(f.bound), false).into(),
+            ]);
+            let load = v.as_instruction_value().expect("a load is an instruction");
+            load.set_metadata(bounds, range)
+                .expect("range metadata applies to loads");
+            // Volatile, or CSE would replace it with the prologue's load of the same slot and
+            // drop the metadata with it.
+            load.set_volatile(true).expect("a load can be volatile");
+            b.build_store(self.locals[f.local as usize].ptr, v).unwrap();
+        }
+        b.build_unconditional_branch(copy).unwrap();
+        check
     }
 
     /// Checks, after the translation, that the OSR path reached its target loop.

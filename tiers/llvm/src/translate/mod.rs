@@ -41,6 +41,7 @@ mod calls;
 mod control;
 mod memory;
 mod numeric;
+mod osr_facts;
 mod simd;
 
 use std::collections::HashMap;
@@ -121,6 +122,8 @@ pub(crate) enum EntryKind<'a> {
     OsrDirect {
         /// The loops asked for.
         loops: &'a [u32],
+        /// The loop that gets a checked copy if it has range facts (see `osr_facts`).
+        checked: Option<u32>,
     },
 }
 
@@ -224,7 +227,9 @@ pub(crate) fn translate_function<'ctx>(
             _ => None,
         },
         osr_direct: match kind {
-            EntryKind::OsrDirect { loops } => Some(control::OsrDirect::new(loops)),
+            EntryKind::OsrDirect { loops, checked } => {
+                Some(control::OsrDirect::new(loops, checked))
+            }
             _ => None,
         },
     };
@@ -668,13 +673,16 @@ impl<'ctx> FuncTranslator<'ctx> {
         let mut reader = OperatorsReader::new(op_reader);
         while !reader.eof() {
             let offset = reader.original_position();
-            let at_op = self.osr.is_some().then(|| reader.clone());
+            let at_op = (self.osr.is_some() || self.osr_direct.is_some()).then(|| reader.clone());
             let op = reader.read()?;
             if let Some(v) = validator.as_deref_mut() {
                 v.op(offset, &op)?;
             }
             let offset = offset as usize;
-            let fallthrough = match self.note_loop(&op, offset)? {
+            let fallthrough = match self.note_loop(&op, offset, at_op.as_ref())? {
+                true if self.osr_direct.is_some() => {
+                    self.translate_direct_copy(at_op.expect("OSR translation"))?
+                }
                 true => self.translate_osr_copy(at_op.expect("OSR translation"))?,
                 false => None,
             };
