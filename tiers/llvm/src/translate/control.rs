@@ -84,9 +84,9 @@ pub(crate) struct OsrState<'ctx> {
 
 /// A direct on-stack-replacement entry: the prologue dispatches on the entry's `loop_index`
 /// argument straight to the header of each of several loops. The loop the runtime expects the
-/// entry to be taken at, if it has range facts ([`super::osr_facts`]), also gets a checked copy: the dispatch checks the facts on the loaded locals
-/// and enters the copy, whose start values carry them, when they hold, and the loop's own
-/// header when they do not.
+/// entry to be taken at, if it has range facts ([`super::osr_facts`]), also gets a checked
+/// copy: the dispatch checks the facts on the loaded locals and enters the copy, whose start
+/// values carry them, when they hold, and the loop's own header when they do not.
 pub(crate) struct OsrDirect<'ctx> {
     /// The loops asked for, ascending.
     wanted: Vec<u32>,
@@ -567,11 +567,9 @@ impl<'ctx> FuncTranslator<'ctx> {
 
     /// Counts `loop` operators for an OSR entry and checks that the target loop can be
     /// entered. Called for every operator of the main translation, reachable or not, before it
-    /// is translated; returns whether `op` is the target loop.
-    /// Before the operator `op` at `offset` (read from `at_op`, when OSR needs it) is
-    /// translated: counts the loops of an OSR translation and returns whether this one is to
-    /// be translated a first time as a copy (the single-loop entry's target, or a directly
-    /// entered loop with range facts).
+    /// is translated (`at_op`: the reader positioned at `op`, for OSR translations); returns
+    /// whether `op` is to be translated a first time as a copy: the single-loop entry's target,
+    /// or the direct entry's checked loop when it has range facts.
     pub(super) fn note_loop(
         &mut self,
         op: &Operator<'_>,
