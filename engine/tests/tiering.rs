@@ -588,3 +588,97 @@ fn osr_instrumentation_keeps_frames_small() {
         assert_eq!(f.call(&mut store, 300).unwrap(), 300, "{mode}");
     }
 }
+
+/// Side of the matrices of [`MATMUL_NEST`].
+const MM_N: i32 = 300;
+
+/// A matmul-shaped function as clang -O3 builds one for wasm32: an initialisation loop, then a
+/// multiply nest whose outer loop counts `$i` up to a constant and carries the offset `$p` of
+/// C's row (the shape the LLVM tier's direct OSR entry gives a checked copy, see
+/// `tiers/llvm/src/translate/osr_facts.rs`), then a checksum loop. A at 0, B and C after it.
+fn matmul_nest() -> String {
+    let n = MM_N;
+    let (b, c) = (n * n * 4, 2 * n * n * 4);
+    format!(
+        r#"(module
+  (memory {pages})
+  (func (export "run") (result i32)
+    (local $i i32) (local $j i32) (local $k i32) (local $p i32) (local $q i32) (local $a i32)
+    (local $x i32) (local $sum i32)
+    (loop $init
+      (i32.store (i32.shl (local.get $x) (i32.const 2))
+        (i32.sub (i32.rem_u (i32.mul (local.get $x) (i32.const 7)) (i32.const 13)) (i32.const 6)))
+      (br_if $init (i32.ne (local.tee $x (i32.add (local.get $x) (i32.const 1)))
+                           (i32.const {ab}))))
+    (local.set $p (i32.const {c}))
+    (loop $rows
+      (local.set $k (i32.const 0))
+      (local.set $q (i32.const {b}))
+      (loop $ks
+        (local.set $a (i32.load (i32.shl (i32.add (i32.mul (local.get $i) (i32.const {n}))
+                                                  (local.get $k)) (i32.const 2))))
+        (local.set $j (i32.const 0))
+        (loop $cols
+          (i32.store (i32.add (local.get $p) (local.get $j))
+            (i32.add (i32.load (i32.add (local.get $p) (local.get $j)))
+                     (i32.mul (local.get $a) (i32.load (i32.add (local.get $q) (local.get $j))))))
+          (br_if $cols (i32.ne (local.tee $j (i32.add (local.get $j) (i32.const 4)))
+                               (i32.const {row}))))
+        (local.set $q (i32.add (local.get $q) (i32.const {row})))
+        (br_if $ks (i32.ne (local.tee $k (i32.add (local.get $k) (i32.const 1)))
+                           (i32.const {n}))))
+      (local.set $p (i32.add (local.get $p) (i32.const {row})))
+      (br_if $rows (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                           (i32.const {n}))))
+    (local.set $x (i32.const 0))
+    (loop $sum
+      (local.set $sum (i32.add (i32.mul (local.get $sum) (i32.const 31))
+        (i32.load (i32.add (i32.const {c}) (i32.shl (local.get $x) (i32.const 2))))))
+      (br_if $sum (i32.ne (local.tee $x (i32.add (local.get $x) (i32.const 1)))
+                          (i32.const {nn}))))
+    (local.get $sum)))"#,
+        pages = (3 * n * n * 4) / 65536 + 1,
+        ab = 2 * n * n,
+        row = n * 4,
+        nn = n * n,
+    )
+}
+
+/// What `run` of [`matmul_nest`] returns.
+fn matmul_expect() -> i32 {
+    let n = MM_N as usize;
+    let ab: Vec<i32> = (0..2 * n * n)
+        .map(|x| ((x as u32).wrapping_mul(7) % 13) as i32 - 6)
+        .collect();
+    let (a, b) = ab.split_at(n * n);
+    let mut c = vec![0i32; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            let s = a[i * n + k];
+            for j in 0..n {
+                c[i * n + j] = c[i * n + j].wrapping_add(s.wrapping_mul(b[k * n + j]));
+            }
+        }
+    }
+    c.iter()
+        .fold(0i32, |sum, &v| sum.wrapping_mul(31).wrapping_add(v))
+}
+
+#[test]
+fn a_matmul_shaped_nest_computes_the_same_through_its_osr_entry() {
+    let expect = matmul_expect();
+    let engine = tiered_engine(1000);
+    let (_module, mut store, inst) = load(&engine, &matmul_nest());
+    let run = inst.get_typed_func::<(), i32>(&store, "run").unwrap();
+    // The call asks for the entry from the initialisation loop and, when the compile is done
+    // before the multiply nest is, takes it there, through the checked copy.
+    assert_eq!(run.call(&mut store, ()).unwrap(), expect);
+    // The compile finishes in the background either way.
+    let started = Instant::now();
+    while engine.stats().osr_compiled == 0 && started.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert!(stats.osr_compiled >= 1, "{stats}");
+}

@@ -154,7 +154,7 @@ pub trait FunctionCompiler {
     /// be entered (their operand stack is not empty, or they are unreachable) are left out;
     /// returns the entry and the loops it serves, never empty. `checked`, one of `loops`, is the
     /// loop the program is expected to be entered at (the runtime's guess: the first loop nest
-    /// after the one running when it asked): a tier may spend more compile time on that
+    /// after the one running when it asked, or the nest itself when none follows): a tier may spend more compile time on that
     /// loop's way in, such as a copy of the loop specialised on checked facts about the values
     /// it starts from. Tiers without OSR support return an
     /// [`Unsupported`](CompileErrorKind::Unsupported) error.

@@ -655,7 +655,7 @@ pub(crate) fn osr_entry(
                 .iter()
                 .map(|&l| (l, OsrWhy::of(l, loop_index)))
                 .collect();
-            let checked = next_loop_nest(&loops, loop_index);
+            let checked = next_loop_nest(&loops, parents, loop_index);
             if request_osr(
                 engine,
                 module,
@@ -676,13 +676,25 @@ pub(crate) fn osr_entry(
     std::ptr::null()
 }
 
-/// Of the loops a direct entry serves (ascending), the first after loop `hot`, the loop whose
-/// budget ran out: the loop nest the program reaches next. By the time the entry is installed
-/// the program has usually left the loop nest it was in when it asked (a set-up nest, say) and
-/// is in that next one, which it then enters from the values in its locals, not from the
-/// constants its own code starts it from; the tier may specialise that way in.
-fn next_loop_nest(served: &[u32], hot: u32) -> Option<u32> {
-    served.iter().copied().find(|&l| l > hot)
+/// The loop a direct entry is expected to be taken at, among the loops it serves (ascending;
+/// `parents` from [`loop_parents`]): the first after loop `hot`, the loop whose budget ran out,
+/// that is the loop nest the program reaches next; or, when no served loop follows, the served
+/// loop enclosing `hot`. By the time the entry is installed the program has usually left the
+/// loop nest it was in when it asked (a set-up nest, say) and is in the next one, which it
+/// then enters from the values in its locals, not from the constants its own code starts it
+/// from; a function that is one long loop nest is entered at its outermost loop the same way.
+/// The tier may specialise that way in.
+fn next_loop_nest(served: &[u32], parents: &[Option<u32>], hot: u32) -> Option<u32> {
+    served.iter().copied().find(|&l| l > hot).or_else(|| {
+        let mut at = Some(hot);
+        while let Some(l) = at {
+            if served.contains(&l) {
+                return Some(l);
+            }
+            at = parents.get(l as usize).copied().flatten();
+        }
+        None
+    })
 }
 
 /// The loops the first, direct OSR entry of a function serves (see [`osr_entry`]): its
@@ -1057,13 +1069,20 @@ mod tests {
 
     #[test]
     fn the_checked_loop_is_the_next_served_loop_after_the_hot_one() {
-        // Matmul: initialisation nest 0-1, multiply nest 2-4, sum nest 5-6; hot in loop 1.
-        assert_eq!(next_loop_nest(&[0, 2, 5], 1), Some(2));
+        // Matmul: initialisation nest 0-1, multiply nest 2-4, sum nest 5-6.
+        let parents = [None, Some(0), None, Some(2), Some(3), None, Some(5)];
+        let next = |hot| next_loop_nest(&[0, 2, 5], &parents, hot);
+        // Hot in the initialisation: the multiply nest is next.
+        assert_eq!(next(1), Some(2));
         // Hot in the multiply nest itself, or in its outermost loop: the sum nest is next.
-        assert_eq!(next_loop_nest(&[0, 2, 5], 4), Some(5));
-        assert_eq!(next_loop_nest(&[0, 2, 5], 2), Some(5));
-        // Hot in the last nest: none.
-        assert_eq!(next_loop_nest(&[0, 2, 5], 6), None);
+        assert_eq!(next(4), Some(5));
+        assert_eq!(next(2), Some(5));
+        // Hot in the last nest: its own outermost loop.
+        assert_eq!(next(6), Some(5));
+        // A function that is one loop nest: its outermost loop.
+        assert_eq!(next_loop_nest(&[0], &[None, Some(0), Some(1)], 2), Some(0));
+        // Nothing served encloses or follows.
+        assert_eq!(next_loop_nest(&[0], &[None, None], 1), None);
     }
 
     #[test]

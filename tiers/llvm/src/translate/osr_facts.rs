@@ -44,8 +44,8 @@ enum Shape {
 /// The facts worth checking for the loop whose `loop` operator `reader` is positioned at:
 /// for each counter (a local stepped up by a positive constant and compared with a positive
 /// constant `C` on a back edge at the loop's top level) `counter < C`, and for each other
-/// 32-bit local the loop carries (reads before it writes it in an iteration, and writes)
-/// `local < 2^31`. Empty unless there is a counter and another carried 32-bit local: without
+/// 32-bit local the loop carries (reads before it writes it, in the order of the body's
+/// operators, and writes) `local < 2^31`. Empty unless there is a counter and another carried 32-bit local: without
 /// a carried offset the entry's code is as good as the function's own, and a copy would only
 /// cost compile time. `is_i32` says which locals are 32-bit integers.
 pub(crate) fn loop_range_facts(
@@ -57,8 +57,9 @@ pub(crate) fn loop_range_facts(
     }
     // Nesting inside the loop: 1 is the loop's own body.
     let mut depth = 1u32;
-    // Locals written at the loop's top level so far (so written in every iteration before
-    // what follows), read before such a write, and written anywhere in the loop.
+    // Locals written so far in the loop's body (in program order, at any depth: a temporary
+    // set and used inside an inner loop is not carried by this one, and a value set only on
+    // some paths at most loses a fact), read before such a write, and written anywhere.
     let mut written_first = HashSet::new();
     let mut read_first = BTreeSet::new();
     let mut written = HashSet::new();
@@ -83,9 +84,7 @@ pub(crate) fn loop_range_facts(
             }
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                 written.insert(local_index);
-                if depth == 1 {
-                    written_first.insert(local_index);
-                }
+                written_first.insert(local_index);
                 match op {
                     Operator::LocalTee { .. } => Shape::Tee(local_index),
                     _ => Shape::Other,
@@ -154,8 +153,8 @@ mod tests {
                     let at = reader.clone();
                     if let Operator::Loop { .. } = reader.read().unwrap() {
                         if seen == n {
-                            // Locals 0..4 are i32, 4 is i64.
-                            return loop_range_facts(at, |l| l < 4).unwrap();
+                            // Local 4 is the i64 accumulator; the others are i32.
+                            return loop_range_facts(at, |l| l != 4).unwrap();
                         }
                         seen += 1;
                     }
@@ -194,6 +193,26 @@ mod tests {
                     bound: OFFSET_BOUND
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_temporary_set_before_its_use_in_an_inner_loop_is_not_carried() {
+        // $t (local 5) is set and then read inside the inner loop, so the outer loop does not
+        // carry it: no fact (its last value, whatever its sign, must not fail the checks).
+        let wat = ROWS
+            .replace("(local $acc i64)", "(local $acc i64) (local $t i32)")
+            .replace(
+                "(local.set $acc (i64.add (local.get $acc)",
+                "(local.set $t (i32.sub (local.get $j) (i32.const 9))) \
+             (local.set $acc (i64.add (i64.extend_i32_s (local.get $t)) (local.get $acc))) \
+             (local.set $acc (i64.add (local.get $acc)",
+            );
+        assert!(wat.contains("local.get $t"));
+        let facts = facts_of(&wat, 0);
+        assert_eq!(
+            facts.iter().map(|f| f.local).collect::<Vec<_>>(),
+            vec![1, 2]
         );
     }
 
