@@ -149,13 +149,13 @@ pub trait FunctionCompiler {
     /// Compiles one on-stack-replacement entry of function `func_index` that can start at the
     /// header of any of `loops` (ascending loop indices): the `loop_index` argument of the
     /// [entry](crate::abi#on-stack-replacement-entries) picks the loop. The loops are entered
-    /// directly, so a loop enclosing another entered loop gets a second way in; the runtime
-    /// passes loops where that costs little (see the engine's tier manager). Loops that cannot
-    /// be entered (their operand stack is not empty, or they are unreachable) are left out;
-    /// returns the entry and the loops it serves, never empty. `checked`, one of `loops`, is the
-    /// loop the program is expected to be entered at (the runtime's guess: the first loop nest
-    /// after the one running when it asked, or the nest itself when none follows): a tier may spend more compile time on that
-    /// loop's way in, such as a copy of the loop specialised on checked facts about the values
+    /// directly, so a loop enclosing another entered loop gets a second way in; the runtime passes
+    /// loops where that costs little (see the engine's tier manager). Loops that cannot be entered
+    /// (their operand stack is not empty, or they are unreachable) are left out; returns the entry
+    /// and the loops it serves, never empty. `checked`, one of `loops`, is the loop the program is
+    /// expected to be entered at (the runtime's guess: the first loop nest after the one running
+    /// when it asked, or the nest itself when none follows): a tier may spend more compile time on
+    /// that loop's way in, such as a copy of the loop specialised on checked facts about the values
     /// it starts from. Tiers without OSR support return an
     /// [`Unsupported`](CompileErrorKind::Unsupported) error.
     fn compile_osr_entries(

@@ -182,8 +182,8 @@ pub(crate) enum Job {
     /// those stay ordinary loops in the optimized code.
     Osr(u32),
     /// One OSR entry serving several loops, each entered directly; `checked` is the loop the
-    /// program is expected to reach next, which the tier may specialise its way into (see
-    /// `FunctionCompiler::compile_osr_entries`).
+    /// entry is expected to be taken at ([`next_loop_nest`]), which the tier may specialise
+    /// its way into (see `FunctionCompiler::compile_osr_entries`).
     OsrDirect {
         loops: Vec<u32>,
         checked: Option<u32>,

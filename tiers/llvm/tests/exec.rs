@@ -1192,11 +1192,22 @@ fn direct_osr_entry_checks_range_facts_and_falls_back_when_they_fail() {
     let index = inst.module.exports["rows"];
     let info = inst.module.info.clone();
     let bytes = inst.module.bytes.clone();
-    let (compiled, loops) = with_body(&bytes, index, info.num_imported_functions, |body| {
-        compiler().compile_osr_entries(&info, index, body, &[0], Some(0))
-    })
-    .expect("direct OSR entry compiles");
+    let compile = |checked| {
+        with_body(&bytes, index, info.num_imported_functions, |body| {
+            compiler().compile_osr_entries(&info, index, body, &[0], checked)
+        })
+        .expect("direct OSR entry compiles")
+    };
+    let (compiled, loops) = compile(Some(0));
     assert_eq!(loops, vec![0]);
+    // Named as the checked loop, the outer loop gets its copy: more code than without.
+    let (plain, _) = compile(None);
+    assert!(
+        compiled.code.len() > plain.code.len(),
+        "checked {} bytes, plain {} bytes",
+        compiled.code.len(),
+        plain.code.len()
+    );
     let mut mem = vec![0u8; 65536];
     for (at, words) in [
         (0usize, [1u32, 2, 3, 4]),
@@ -1221,11 +1232,13 @@ fn direct_osr_entry_checks_range_facts_and_falls_back_when_they_fail() {
         (0, 65_504, 3),
     ] {
         let locals = [v32(i), v32(p), v32(0), ValRaw::i64(acc)];
-        assert_eq!(
-            call_entry_i64(&mut inst, &compiled, 0, &locals),
-            rows_from(&mem, i, p, acc),
-            "direct entry at i={i} p={p:#x} acc={acc}"
-        );
+        for (entry, what) in [(&compiled, "checked"), (&plain, "plain")] {
+            assert_eq!(
+                call_entry_i64(&mut inst, entry, 0, &locals),
+                rows_from(&mem, i, p, acc),
+                "{what} direct entry at i={i} p={p:#x} acc={acc}"
+            );
+        }
     }
     // The function from the start agrees too.
     assert_eq!(call_i64(&mut inst, "rows", &[]), rows_from(&mem, 0, 64, 0));

@@ -565,9 +565,10 @@ impl<'ctx> FuncTranslator<'ctx> {
         }
     }
 
-    /// Counts `loop` operators for an OSR entry and checks that the target loop can be
-    /// entered. Called for every operator of the main translation, reachable or not, before it
-    /// is translated (`at_op`: the reader positioned at `op`, for OSR translations); returns
+    /// Counts `loop` operators for an OSR entry, notes which loops a direct entry enters and
+    /// checks that a single-loop entry's target can be entered. Called for every operator of
+    /// the main translation, reachable or not, before it is translated (`at_op`: the reader
+    /// positioned at `op`, for OSR translations); returns
     /// whether `op` is to be translated a first time as a copy: the single-loop entry's target,
     /// or the direct entry's checked loop when it has range facts.
     pub(super) fn note_loop(
@@ -762,7 +763,7 @@ impl<'ctx> FuncTranslator<'ctx> {
 
     /// For a direct OSR entry, translates the loop `reader` is positioned at a first time, as
     /// the checked copy of the loop [`Self::note_loop`] just found range facts for (see
-    /// [`OsrDirect`]); as [`Self::translate_osr_copy`] otherwise. The dispatch enters it
+    /// [`OsrDirect`]), otherwise as [`Self::translate_osr_copy`] does. The dispatch enters it
     /// ([`Self::finish_osr_direct`]).
     pub(super) fn translate_direct_copy(
         &mut self,
@@ -878,10 +879,10 @@ impl<'ctx> FuncTranslator<'ctx> {
         Ok(Some((dispatch, loops)))
     }
 
-    /// The block a direct entry dispatches to for a loop with a checked copy: it checks
-    /// `facts` on the locals array and, when all hold, loads those locals again (volatile)
-    /// with `!range` metadata stating them and enters `copy`; otherwise it goes on to `plain`, the block
-    /// entering the loop's own header.
+    /// The block a direct entry dispatches to for a loop with a checked copy: it checks `facts` on
+    /// the locals array and, when all hold, loads those locals again (volatile) with `!range`
+    /// metadata stating them and enters `copy`; otherwise it goes on to `plain`, the block entering
+    /// the loop's own header.
     fn osr_fact_check(
         &self,
         copy: BasicBlock<'ctx>,
@@ -912,6 +913,7 @@ impl<'ctx> FuncTranslator<'ctx> {
         b.position_at_end(check);
         let mut all = self.ctx.bool_type().const_all_ones();
         for f in facts {
+            debug_assert!(f.bound != 0, "an empty range");
             let v = load_local(&b, f.local).into_int_value();
             let bound = i32_type.const_int(u64::from(f.bound), false);
             let holds = b
@@ -921,6 +923,8 @@ impl<'ctx> FuncTranslator<'ctx> {
         }
         b.build_conditional_branch(all, checked, plain).unwrap();
         b.position_at_end(checked);
+        // Nothing writes the locals array in between, so these loads read the values just
+        // checked: the metadata states what holds.
         let range = self.ctx.get_kind_id("range");
         for f in facts {
             let v = load_local(&b, f.local);

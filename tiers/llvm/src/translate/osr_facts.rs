@@ -41,13 +41,13 @@ enum Shape {
     Other,
 }
 
-/// The facts worth checking for the loop whose `loop` operator `reader` is positioned at:
-/// for each counter (a local stepped up by a positive constant and compared with a positive
-/// constant `C` on a back edge at the loop's top level) `counter < C`, and for each other
-/// 32-bit local the loop carries (reads before it writes it, in the order of the body's
-/// operators, and writes) `local < 2^31`. Empty unless there is a counter and another carried 32-bit local: without
-/// a carried offset the entry's code is as good as the function's own, and a copy would only
-/// cost compile time. `is_i32` says which locals are 32-bit integers.
+/// The facts worth checking for the loop whose `loop` operator `reader` is positioned at: for each
+/// counter (a local stepped up by a positive constant and compared with a positive constant `C` on
+/// a back edge at the loop's top level) `counter < C`, and for each other 32-bit local the loop
+/// carries (reads before it writes it, in the order of the body's operators) and steps up by a
+/// positive constant, an offset, `local < 2^31`. Empty unless there is a counter and another
+/// carried 32-bit local: without a carried offset the entry's code is as good as the function's
+/// own, and a copy would only cost compile time. `is_i32` says which locals are 32-bit integers.
 pub(crate) fn loop_range_facts(
     mut reader: OperatorsReader<'_>,
     is_i32: impl Fn(u32) -> bool,
@@ -63,6 +63,10 @@ pub(crate) fn loop_range_facts(
     let mut written_first = HashSet::new();
     let mut read_first = BTreeSet::new();
     let mut written = HashSet::new();
+    // Locals stepped up by a positive constant (`local.get v; i32.const k; i32.add;
+    // local.set|tee v`): offsets moving through memory, unlike accumulators or hashes, whose
+    // values may take any sign and would only fail their check.
+    let mut stepped = HashSet::new();
     let mut counters = BTreeMap::new();
     let mut window = [Shape::Other; 6];
     while depth > 0 {
@@ -85,6 +89,12 @@ pub(crate) fn loop_range_facts(
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                 written.insert(local_index);
                 written_first.insert(local_index);
+                if let [.., Shape::Get(v), Shape::Const(k), Shape::Add] = window
+                    && v == local_index
+                    && k > 0
+                {
+                    stepped.insert(local_index);
+                }
                 match op {
                     Operator::LocalTee { .. } => Shape::Tee(local_index),
                     _ => Shape::Other,
@@ -118,7 +128,9 @@ pub(crate) fn loop_range_facts(
     }
     let carried: Vec<u32> = read_first
         .into_iter()
-        .filter(|l| written.contains(l) && is_i32(*l))
+        .filter(|l| {
+            written.contains(l) && is_i32(*l) && (counters.contains_key(l) || stepped.contains(l))
+        })
         .collect();
     let has_counter = carried.iter().any(|l| counters.contains_key(l));
     let has_offset = carried.iter().any(|l| !counters.contains_key(l));
@@ -227,12 +239,19 @@ mod tests {
               (br_if $l (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1)))
                                 (local.get $n))))))"#;
         assert_eq!(facts_of(wat, 0), vec![]);
-        // Counting down: no counter either.
+        // Counting down (to a positive constant): no counter either.
         let wat = r#"(module (func (param $n i32) (local $i i32) (local $p i32)
             (loop $l
               (local.set $p (i32.add (local.get $p) (i32.const 8)))
               (br_if $l (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const -1)))
-                                (i32.const 0))))))"#;
+                                (i32.const 100))))))"#;
+        assert_eq!(facts_of(wat, 0), vec![]);
+        // A counter and a carried accumulator that is not stepped by a constant: no offset.
+        let wat = r#"(module (func (param $n i32) (local $i i32) (local $h i32)
+            (loop $l
+              (local.set $h (i32.mul (local.get $h) (i32.const 31)))
+              (br_if $l (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                (i32.const 100))))))"#;
         assert_eq!(facts_of(wat, 0), vec![]);
     }
 }
