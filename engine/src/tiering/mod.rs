@@ -678,14 +678,25 @@ pub(crate) fn osr_entry(
 
 /// The loop a direct entry is expected to be taken at, among the loops it serves (ascending;
 /// `parents` from [`loop_parents`]): the first after loop `hot`, the loop whose budget ran out,
-/// that is the loop nest the program reaches next; or, when no served loop follows, the served
-/// loop enclosing `hot`. By the time the entry is installed the program has usually left the
+/// that holds no other served loop, that is the loop nest the program reaches next; or, when
+/// none follows, the served loop enclosing `hot`. By the time the entry is installed the program has usually left the
 /// loop nest it was in when it asked (a set-up nest, say) and is in the next one, which it
 /// then enters from the values in its locals, not from the constants its own code starts it
 /// from; a function that is one long loop nest is entered at its outermost loop the same way.
 /// The tier may specialise that way in.
 fn next_loop_nest(served: &[u32], parents: &[Option<u32>], hot: u32) -> Option<u32> {
-    served.iter().copied().find(|&l| l > hot).or_else(|| {
+    // A served loop with served loops inside it (a loop over phases) is entered through those:
+    // the next nest is the first served loop after `hot` that holds none.
+    let holds_served = |l: u32| {
+        served
+            .iter()
+            .any(|&s| s != l && loops::loop_path(parents, s).contains(&l))
+    };
+    let next = served
+        .iter()
+        .copied()
+        .find(|&l| l > hot && !holds_served(l));
+    next.or_else(|| {
         let mut at = Some(hot);
         while let Some(l) = at {
             if served.contains(&l) {
@@ -1083,6 +1094,10 @@ mod tests {
         assert_eq!(next_loop_nest(&[0], &[None, Some(0), Some(1)], 2), Some(0));
         // Nothing served encloses or follows.
         assert_eq!(next_loop_nest(&[0], &[None, None], 1), None);
+        // CG-like: a set-up loop 0, then a loop 1 over phases 2 and 3 (served with it): from
+        // the set-up, the first phase, not the loop over them.
+        let phases = [None, None, Some(1), Some(1)];
+        assert_eq!(next_loop_nest(&[0, 1, 2, 3], &phases, 0), Some(2));
     }
 
     #[test]
