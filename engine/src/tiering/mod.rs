@@ -679,11 +679,11 @@ pub(crate) fn osr_entry(
 /// The loop a direct entry is expected to be taken at, among the loops it serves (ascending;
 /// `parents` from [`loop_parents`]): the first after loop `hot`, the loop whose budget ran out,
 /// that holds no other served loop, that is the loop nest the program reaches next; or, when
-/// none follows, the served loop enclosing `hot`. By the time the entry is installed the program has usually left the
-/// loop nest it was in when it asked (a set-up nest, say) and is in the next one, which it
-/// then enters from the values in its locals, not from the constants its own code starts it
-/// from; a function that is one long loop nest is entered at its outermost loop the same way.
-/// The tier may specialise that way in.
+/// none follows, the served loop enclosing `hot`. By the time the entry is installed the
+/// program has usually left the loop nest it was in when it asked (a set-up nest, say) and is
+/// in the next one, which it then enters from the values in its locals, not from the constants
+/// its own code starts it from; a function that is one long loop nest is entered at its
+/// outermost loop the same way. The tier may specialise that way in.
 fn next_loop_nest(served: &[u32], parents: &[Option<u32>], hot: u32) -> Option<u32> {
     // A served loop with served loops inside it (a loop over phases) is entered through those:
     // the next nest is the first served loop after `hot` that holds none.
@@ -697,14 +697,10 @@ fn next_loop_nest(served: &[u32], parents: &[Option<u32>], hot: u32) -> Option<u
         .copied()
         .find(|&l| l > hot && !holds_served(l));
     next.or_else(|| {
-        let mut at = Some(hot);
-        while let Some(l) = at {
-            if served.contains(&l) {
-                return Some(l);
-            }
-            at = parents.get(l as usize).copied().flatten();
-        }
-        None
+        loops::loop_path(parents, hot)
+            .into_iter()
+            .rev()
+            .find(|l| served.contains(l))
     })
 }
 

@@ -568,9 +568,9 @@ impl<'ctx> FuncTranslator<'ctx> {
     /// Counts `loop` operators for an OSR entry, notes which loops a direct entry enters and
     /// checks that a single-loop entry's target can be entered. Called for every operator of
     /// the main translation, reachable or not, before it is translated (`at_op`: the reader
-    /// positioned at `op`, for OSR translations); returns
-    /// whether `op` is to be translated a first time as a copy: the single-loop entry's target,
-    /// or the direct entry's checked loop when it has range facts.
+    /// positioned at `op`, for OSR translations); returns whether `op` is to be translated a
+    /// first time as a copy: the single-loop entry's target, or the direct entry's checked loop
+    /// when it has range facts.
     pub(super) fn note_loop(
         &mut self,
         op: &Operator<'_>,

@@ -59,10 +59,9 @@ pub(crate) fn loop_range_facts(
     let mut depth = 1u32;
     // Locals written so far in the loop's body (in program order, at any depth: a temporary
     // set and used inside an inner loop is not carried by this one, and a value set only on
-    // some paths at most loses a fact), read before such a write, and written anywhere.
+    // some paths at most loses a fact), and those read before such a write.
     let mut written_first = HashSet::new();
     let mut read_first = BTreeSet::new();
-    let mut written = HashSet::new();
     // Locals stepped up by a positive constant (`local.get v; i32.const k; i32.add;
     // local.set|tee v`): offsets moving through memory, unlike accumulators or hashes, whose
     // values may take any sign and would only fail their check.
@@ -87,7 +86,6 @@ pub(crate) fn loop_range_facts(
                 Shape::Get(local_index)
             }
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
-                written.insert(local_index);
                 written_first.insert(local_index);
                 if let [.., Shape::Get(v), Shape::Const(k), Shape::Add] = window
                     && v == local_index
@@ -126,11 +124,10 @@ pub(crate) fn loop_range_facts(
         window.rotate_left(1);
         window[5] = shape;
     }
+    // Counters and stepped locals are written by construction.
     let carried: Vec<u32> = read_first
         .into_iter()
-        .filter(|l| {
-            written.contains(l) && is_i32(*l) && (counters.contains_key(l) || stepped.contains(l))
-        })
+        .filter(|l| is_i32(*l) && (counters.contains_key(l) || stepped.contains(l)))
         .collect();
     let has_counter = carried.iter().any(|l| counters.contains_key(l));
     let has_offset = carried.iter().any(|l| !counters.contains_key(l));
