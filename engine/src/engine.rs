@@ -94,6 +94,7 @@ pub struct Config {
     pub(crate) multi_memory: bool,
     pub(crate) lazy: CompileStrategy,
     pub(crate) llvm_pipeline: LlvmPipeline,
+    pub(crate) llvm_prefetch: bool,
 }
 
 impl Default for Config {
@@ -113,6 +114,7 @@ impl Default for Config {
             multi_memory: false,
             lazy: CompileStrategy::Background,
             llvm_pipeline: LlvmPipeline::default(),
+            llvm_prefetch: true,
         }
     }
 }
@@ -209,6 +211,14 @@ impl Config {
     /// [`LlvmPipeline::O3`] for modules built without optimization).
     pub fn llvm_pipeline(&mut self, pipeline: LlvmPipeline) -> &mut Self {
         self.llvm_pipeline = pipeline;
+        self
+    }
+
+    /// Whether the optimizing tier prefetches indirect memory accesses in loops, such as
+    /// `out[count[key[i]]]` (default: on). The prefetches never change results; turning them
+    /// off is for measuring what they bring.
+    pub fn llvm_prefetch(&mut self, on: bool) -> &mut Self {
+        self.llvm_prefetch = on;
         self
     }
 
@@ -314,6 +324,7 @@ impl Engine {
             TierMode::Optimized | TierMode::Tiered => Some(Arc::new(
                 LlvmTier::new(LlvmOptions {
                     pipeline: config.llvm_pipeline,
+                    prefetch_indirect: config.llvm_prefetch,
                 })
                 .map_err(|e| anyhow::anyhow!("cannot set up the optimizing tier: {e}"))?,
             )),

@@ -688,3 +688,69 @@ fn a_matmul_shaped_nest_computes_the_same_through_its_osr_entry() {
     assert!(stats.osr_entries >= 1, "{stats}");
     assert_eq!(stats.tier_up_failures, 0, "{stats}");
 }
+
+/// A counting sort's scatter loop whose keys (made by `init`) hold one bad key at position 600
+/// that addresses past the memory: the loop traps there. The optimized tier's indirect-access
+/// prefetches read that key some iterations earlier, in their look-ahead.
+const SCATTER_WITH_A_BAD_KEY: &str = r#"(module
+  (memory (export "mem") 1 1)
+  (func (export "init") (param $keys i32) (param $n i32)
+    (local $i i32) (local $s i32)
+    (local.set $s (i32.const 0x2545f491))
+    (loop $l
+      (local.set $s (i32.xor (local.get $s) (i32.shl (local.get $s) (i32.const 13))))
+      (local.set $s (i32.xor (local.get $s) (i32.shr_u (local.get $s) (i32.const 17))))
+      (local.set $s (i32.xor (local.get $s) (i32.shl (local.get $s) (i32.const 5))))
+      (i32.store (i32.add (local.get $keys) (i32.shl (local.get $i) (i32.const 2)))
+                 (i32.and (local.get $s) (i32.const 255)))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                          (local.get $n))))
+    (i32.store (i32.add (local.get $keys) (i32.const 2400)) (i32.const 0x3fff0000)))
+  (func (export "scatter") (param $keys i32) (param $count i32) (param $out i32) (param $n i32)
+    (local $i i32) (local $k i32) (local $c i32)
+    (loop $l
+      (local.set $k (i32.load (i32.add (local.get $keys) (i32.shl (local.get $i) (i32.const 2)))))
+      (local.set $c (i32.load (i32.add (local.get $count) (i32.shl (local.get $k) (i32.const 2)))))
+      (i32.store (i32.add (local.get $count) (i32.shl (local.get $k) (i32.const 2)))
+                 (i32.add (local.get $c) (i32.const 1)))
+      (i32.store (i32.add (local.get $out) (i32.shl (local.get $c) (i32.const 2))) (local.get $k))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                          (local.get $n))))))"#;
+
+#[test]
+fn a_trap_in_a_prefetched_loop_leaves_memory_as_the_baseline_does() {
+    let mut memories = Vec::new();
+    for mode in [TierMode::Baseline, TierMode::Optimized] {
+        let mut config = Config::new();
+        config.tier(mode);
+        let engine = Engine::new(&config).unwrap();
+        let (_module, mut store, inst) = load(&engine, SCATTER_WITH_A_BAD_KEY);
+        let (keys, count, out, n) = (8192, 0, 1024, 1024);
+        inst.get_typed_func::<(i32, i32), ()>(&store, "init")
+            .unwrap()
+            .call(&mut store, (keys, n))
+            .unwrap();
+        let scatter = inst
+            .get_typed_func::<(i32, i32, i32, i32), ()>(&store, "scatter")
+            .unwrap();
+        let err = scatter
+            .call(&mut store, (keys, count, out, n))
+            .expect_err("the bad key traps");
+        assert!(
+            format!("{err:#}").contains("out of bounds"),
+            "{mode}: {err:#}"
+        );
+        let mem = inst.get_memory(&store, "mem").unwrap();
+        memories.push(mem.data(&store).to_vec());
+    }
+    // Everything the 600 iterations before the trap stored, and nothing after.
+    let count: u32 = memories[0][..1024]
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+        .sum();
+    assert_eq!(count, 600);
+    assert!(
+        memories[0] == memories[1],
+        "optimized code with prefetches left different memory"
+    );
+}

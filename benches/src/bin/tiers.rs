@@ -57,6 +57,7 @@ options:
   --threshold N         Config::tier_up_threshold (default: the engine's)
   --compile-threads N   Config::compile_threads (default: the engine's)
   --llvm-pipeline P     Config::llvm_pipeline: lean, o2 or o3 (default: the engine's, lean)
+  --no-prefetch         Config::llvm_prefetch(false): no indirect-access prefetches in LLVM code
   --markdown            print Markdown tables (for docs/BENCHMARKS.md)
   --list                list the kernels and exit
   -h, --help            this text";
@@ -183,6 +184,7 @@ mod engine_api {
         threshold: Option<u32>,
         threads: Option<usize>,
         pipeline: Option<spate::LlvmPipeline>,
+        prefetch: bool,
     ) -> spate::Config {
         let mut config = spate::Config::new();
         config.tier(match mode {
@@ -199,6 +201,7 @@ mod engine_api {
         if let Some(p) = pipeline {
             config.llvm_pipeline(p);
         }
+        config.llvm_prefetch(prefetch);
         // `Module::new` is timed as the compile: it returns when every function is compiled.
         config.compile_strategy(spate::CompileStrategy::Eager);
         config
@@ -237,6 +240,7 @@ struct Options {
     threshold: Option<u32>,
     compile_threads: Option<usize>,
     pipeline: Option<spate::LlvmPipeline>,
+    prefetch: bool,
     markdown: bool,
 }
 
@@ -251,6 +255,7 @@ fn parse_args() -> Result<Options> {
         threshold: None,
         compile_threads: None,
         pipeline: None,
+        prefetch: true,
         markdown: false,
     };
     let mut args = std::env::args().skip(1);
@@ -304,6 +309,7 @@ fn parse_args() -> Result<Options> {
                         .map_err(|e: String| anyhow::anyhow!(e))?,
                 )
             }
+            "--no-prefetch" => opts.prefetch = false,
             "--markdown" => opts.markdown = true,
             "--list" => {
                 for k in KERNELS {
@@ -655,8 +661,13 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             }
             // An engine that cannot be created (a tier not built in) skips the mode; any other
             // failure, a wrong checksum included, stops the benchmark.
-            let config =
-                engine_api::config(mode, opts.threshold, opts.compile_threads, opts.pipeline);
+            let config = engine_api::config(
+                mode,
+                opts.threshold,
+                opts.compile_threads,
+                opts.pipeline,
+                opts.prefetch,
+            );
             let engine = match spate::Engine::new(&config) {
                 Ok(engine) => engine,
                 Err(e) => {
@@ -902,8 +913,13 @@ fn report(opts: &Options, results: &[KernelResult]) {
         println!("Tier-up threshold: {t}");
     }
     println!(
-        "LLVM pipeline: {}",
-        opts.pipeline.unwrap_or_default().name()
+        "LLVM pipeline: {}; indirect-access prefetches: {}",
+        opts.pipeline.unwrap_or_default().name(),
+        if opts.prefetch {
+            "on"
+        } else {
+            "off (--no-prefetch)"
+        }
     );
     let mut noted = Vec::new();
     for (mode, s) in results.iter().flat_map(|r| &r.modes) {

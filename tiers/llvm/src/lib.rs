@@ -36,6 +36,7 @@
 //! ```
 
 mod object;
+mod prefetch;
 mod translate;
 
 use std::sync::Once;
@@ -123,10 +124,22 @@ impl std::str::FromStr for Pipeline {
 }
 
 /// Settings of the LLVM tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlvmOptions {
     /// The pass pipeline (default: [`Pipeline::Lean`]).
     pub pipeline: Pipeline,
+    /// Whether to prefetch indirect memory accesses in loops, such as `out[count[key[i]]]`
+    /// (default: on). See the [`prefetch`](crate::prefetch) pass; it never changes results.
+    pub prefetch_indirect: bool,
+}
+
+impl Default for LlvmOptions {
+    fn default() -> Self {
+        LlvmOptions {
+            pipeline: Pipeline::default(),
+            prefetch_indirect: true,
+        }
+    }
 }
 
 /// How many functions a compiler translates in one LLVM context before starting a fresh one
@@ -205,7 +218,9 @@ impl LlvmTier {
             context: Context::create(),
             machine: self.target_machine()?,
             pipeline: self.options.pipeline,
+            prefetch_indirect: self.options.prefetch_indirect,
             compiled_in_context: 0,
+            prefetches: std::cell::Cell::new(0),
         })
     }
 }
@@ -229,7 +244,10 @@ pub struct LlvmCompiler {
     context: Context,
     machine: TargetMachine,
     pipeline: Pipeline,
+    prefetch_indirect: bool,
     compiled_in_context: u32,
+    /// Prefetches the indirect-prefetch pass added, over every compile.
+    prefetches: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for LlvmCompiler {
@@ -280,6 +298,11 @@ impl LlvmCompiler {
         Ok((function, entered))
     }
 
+    /// How many indirect-access prefetches this compiler has added, over all its compiles.
+    pub fn prefetches_added(&self) -> u64 {
+        self.prefetches.get()
+    }
+
     /// Verifies (in debug builds), optimizes and compiles `module`, and links the result.
     fn finish(&self, module: &Module<'_>, name: &str) -> Result<Vec<u8>, CompileError> {
         module.set_triple(&self.machine.get_triple());
@@ -306,6 +329,10 @@ impl LlvmCompiler {
                 PassBuilderOptions::create(),
             )
             .map_err(|e| CompileError::codegen(format!("LLVM optimization failed: {e}")))?;
+        if self.prefetch_indirect {
+            let added = u64::from(prefetch::insert(module));
+            self.prefetches.set(self.prefetches.get() + added);
+        }
         if let Some(dir) = &dump {
             let _ = module.print_to_file(dir.join(format!("{name}.opt.ll")));
             let _ = self.machine.write_to_file(

@@ -24,10 +24,13 @@ fn compiler() -> LlvmCompiler {
 }
 
 fn compiler_with(pipeline: Pipeline) -> LlvmCompiler {
-    LlvmTier::new(LlvmOptions { pipeline })
-        .expect("host supported")
-        .compiler()
-        .expect("compiler")
+    LlvmTier::new(LlvmOptions {
+        pipeline,
+        ..LlvmOptions::default()
+    })
+    .expect("host supported")
+    .compiler()
+    .expect("compiler")
 }
 
 fn compile(src: &str) -> Module {

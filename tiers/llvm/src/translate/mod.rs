@@ -559,8 +559,14 @@ impl<'ctx> FuncTranslator<'ctx> {
         }
         let def = self.memory_def(mem);
         let ty = self.ptr_type();
-        self.hoisted_load(key, def, VMMEMORY_BASE as u64, ty)
-            .into_pointer_value()
+        let base = self.hoisted_load(key, def, VMMEMORY_BASE as u64, ty);
+        // Marked for the indirect-prefetch pass, which finds the memory's length next to it.
+        let kind = self.ctx.get_kind_id(crate::prefetch::MEMORY_BASE_KIND);
+        base.as_instruction_value()
+            .expect("the memory base is a load in the prologue")
+            .set_metadata(self.ctx.metadata_node(&[]), kind)
+            .expect("metadata applies to loads");
+        base.into_pointer_value()
     }
 
     /// Whether the code being translated is reachable.

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds probe/scatter_prefetch.c (the counting sort's scatter loop) natively at -O0, at -O3,
+# and at -O3 with a hand-written indirect prefetch 32 elements ahead (what the LLVM tier's
+# prefetch pass adds to the wasm kernel), and runs each three times. See docs/BENCHMARKS.md,
+# "Session 10".
+# Usage: benches/kernels/probe/sort-prefetch.sh
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+clang-19 -O0 -Wall -Wextra -Werror "$here/scatter_prefetch.c" -o "$out/O0"
+clang-19 -O3 -Wall -Wextra -Werror "$here/scatter_prefetch.c" -o "$out/O3"
+clang-19 -O3 -DPREFETCH_AHEAD=32 -Wall -Wextra -Werror "$here/scatter_prefetch.c" -o "$out/O3-prefetch"
+for build in O0 O3 O3-prefetch; do
+    echo "== -$build"
+    "$out/$build"
+done

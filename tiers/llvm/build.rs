@@ -1,0 +1,43 @@
+//! Compiles `cpp/prefetch.cpp`, the tier's one pass written against LLVM's C++ API (it needs
+//! scalar evolution, which the C API does not offer), with the flags of the LLVM 19 that
+//! inkwell links: `llvm-config` from `LLVM_SYS_191_PREFIX` when set (as llvm-sys reads it), else
+//! `llvm-config-19` or `llvm-config` on the `PATH`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn llvm_config(arg: &str) -> String {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(prefix) = std::env::var_os("LLVM_SYS_191_PREFIX") {
+        candidates.push(PathBuf::from(prefix).join("bin").join("llvm-config"));
+    }
+    candidates.push("llvm-config-19".into());
+    candidates.push("llvm-config".into());
+    for tool in &candidates {
+        if let Ok(out) = Command::new(tool).arg(arg).output()
+            && out.status.success()
+        {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+    }
+    panic!(
+        "spate-tier-llvm: no llvm-config for LLVM 19 (tried {candidates:?}); install \
+         llvm-19-dev (scripts/setup.sh does) or set LLVM_SYS_191_PREFIX"
+    );
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=cpp/prefetch.cpp");
+    println!("cargo:rerun-if-env-changed=LLVM_SYS_191_PREFIX");
+    let mut build = cc::Build::new();
+    build.cpp(true).file("cpp/prefetch.cpp").warnings(true);
+    for flag in llvm_config("--cxxflags").split_whitespace() {
+        // The include directory goes in as an -isystem so LLVM's own headers raise no warnings.
+        if let Some(dir) = flag.strip_prefix("-I") {
+            build.flag("-isystem").flag(dir);
+        } else {
+            build.flag(flag);
+        }
+    }
+    build.compile("spate_llvm_prefetch");
+}
