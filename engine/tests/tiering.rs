@@ -691,7 +691,8 @@ fn a_matmul_shaped_nest_computes_the_same_through_its_osr_entry() {
 
 /// A counting sort's scatter loop whose keys (made by `init`) hold one bad key at position 600
 /// that addresses past the memory: the loop traps there. The optimized tier's indirect-access
-/// prefetches read that key some iterations earlier, in their look-ahead.
+/// prefetches read that key some iterations earlier, in their look-ahead (that this loop shape
+/// gets prefetches is checked in `tiers/llvm/tests/prefetch.rs`, whose scatter loop is this one).
 const SCATTER_WITH_A_BAD_KEY: &str = r#"(module
   (memory (export "mem") 1 1)
   (func (export "init") (param $keys i32) (param $n i32)

@@ -1,7 +1,7 @@
 //! Compiles `cpp/prefetch.cpp`, the tier's one pass written against LLVM's C++ API (it needs
 //! scalar evolution, which the C API does not offer), with the flags of the LLVM 19 that
-//! inkwell links: `llvm-config` from `LLVM_SYS_191_PREFIX` when set (as llvm-sys reads it), else
-//! `llvm-config-19` or `llvm-config` on the `PATH`.
+//! inkwell links: the first of `$LLVM_SYS_191_PREFIX/bin/llvm-config` (the variable llvm-sys
+//! reads), `llvm-config-19` and `llvm-config` on the `PATH` that reports version 19.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,6 +14,11 @@ fn llvm_config(arg: &str) -> String {
     candidates.push("llvm-config-19".into());
     candidates.push("llvm-config".into());
     for tool in &candidates {
+        // Only an LLVM 19: the C++ must see the headers of the library inkwell links.
+        let version = Command::new(tool).arg("--version").output();
+        if !matches!(&version, Ok(v) if v.status.success() && v.stdout.starts_with(b"19.")) {
+            continue;
+        }
         if let Ok(out) = Command::new(tool).arg(arg).output()
             && out.status.success()
         {
@@ -21,7 +26,7 @@ fn llvm_config(arg: &str) -> String {
         }
     }
     panic!(
-        "spate-tier-llvm: no llvm-config for LLVM 19 (tried {candidates:?}); install \
+        "spate-tier-llvm: no llvm-config of LLVM 19 (tried {candidates:?}); install \
          llvm-19-dev (scripts/setup.sh does) or set LLVM_SYS_191_PREFIX"
     );
 }

@@ -39,8 +39,10 @@ using namespace llvm;
 
 namespace {
 
-/// The metadata kind the translator puts on the load of a linear memory's base address.
-const char *const MEMORY_BASE_KIND = "spate.memory.base";
+/// The metadata kind the translator puts on the load of a linear memory's base address
+/// (`spate.memory.base`), as passed to the current call on this thread (compile threads run the
+/// pass concurrently, each on its own module).
+thread_local const char *memoryBaseKind = nullptr;
 
 /// How far ahead the pass looks, in bytes of the strided stream that feeds the address
 /// (two cache lines), and the bounds on the distance in loop iterations.
@@ -55,7 +57,7 @@ const unsigned MAX_LOADS = 3;
 /// The load of a linear memory's base address that `ptr` is based on, if any.
 LoadInst *memoryBaseOf(Value *ptr) {
   auto *base = dyn_cast<LoadInst>(getUnderlyingObject(ptr));
-  if (base && base->getMetadata(MEMORY_BASE_KIND))
+  if (base && base->getMetadata(memoryBaseKind))
     return base;
   return nullptr;
 }
@@ -319,7 +321,10 @@ private:
       length = B.CreateAlignedLoad(i64, record, Align(8));
     }
     uint64_t size = M.getDataLayout().getTypeStoreSize(type);
-    Value *offset = B.CreateSub(B.CreatePtrToInt(ahead, i64), B.CreatePtrToInt(base, i64));
+    // Frozen: a look-ahead value may be poison (a clone computes on values the loop never
+    // sees), and the clamp must bound a defined offset for the load to be defined.
+    Value *offset =
+        B.CreateFreeze(B.CreateSub(B.CreatePtrToInt(ahead, i64), B.CreatePtrToInt(base, i64)));
     // Saturating for a prefetch, whose access may be to a memory the slice's loads did not
     // touch (and so possibly empty); a clamped prefetch still stays in the reservation.
     Value *last = B.CreateBinaryIntrinsic(Intrinsic::usub_sat, length, ConstantInt::get(i64, size));
@@ -390,8 +395,11 @@ unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, Module &M, uint64_t lengthDe
 } // namespace
 
 /// Adds indirect-access prefetches to every function defined in `module`; returns how many.
-/// `length_delta` is the distance in bytes from a `VMMemory`'s base field to its length field.
-extern "C" unsigned spate_llvm_prefetch_indirect(LLVMModuleRef module, uint64_t length_delta) {
+/// `kind` is the metadata kind marking memory-base loads; `length_delta` is the distance in
+/// bytes from a `VMMemory`'s base field to its length field.
+extern "C" unsigned spate_llvm_prefetch_indirect(LLVMModuleRef module, const char *kind,
+                                                 uint64_t length_delta) {
+  memoryBaseKind = kind;
   Module &M = *unwrap(module);
   TargetLibraryInfoImpl tlii{Triple(M.getTargetTriple())};
   unsigned added = 0;

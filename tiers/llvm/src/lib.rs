@@ -332,6 +332,15 @@ impl LlvmCompiler {
         if self.prefetch_indirect {
             let added = u64::from(prefetch::insert(module));
             self.prefetches.set(self.prefetches.get() + added);
+            if cfg!(debug_assertions) && added > 0 {
+                module.verify().map_err(|e| {
+                    CompileError::codegen(format!(
+                        "LLVM rejected the function after the prefetch pass: {}\n{}",
+                        e.to_string(),
+                        module.print_to_string().to_string()
+                    ))
+                })?;
+            }
         }
         if let Some(dir) = &dump {
             let _ = module.print_to_file(dir.join(format!("{name}.opt.ll")));

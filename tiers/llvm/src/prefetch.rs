@@ -35,17 +35,26 @@ pub(crate) const MEMORY_BASE_KIND: &str = "spate.memory.base";
 
 unsafe extern "C" {
     /// Adds the prefetches to every function defined in `module`; returns how many it added.
+    /// `kind` names the metadata kind of memory-base loads (NUL-terminated); `length_delta` is
+    /// the distance in bytes from a `VMMemory`'s base field to its length field.
     fn spate_llvm_prefetch_indirect(
         module: inkwell::llvm_sys::prelude::LLVMModuleRef,
+        kind: *const std::ffi::c_char,
         length_delta: u64,
     ) -> u32;
 }
 
 /// Runs the pass over `module`; returns the number of prefetches added.
+///
+/// The pass trusts the translator's marking: every load carrying [`MEMORY_BASE_KIND`] reads the
+/// `base` field of a live `VMMemory` record, whose `length` field it then reads too.
 pub(crate) fn insert(module: &Module<'_>) -> u32 {
     let delta = (VMMEMORY_LENGTH - VMMEMORY_BASE) as u64;
-    // SAFETY: `module` is a live module that this thread owns (its context lives on this
-    // thread), and the pass only reads and adds IR within it; nothing else touches it during
-    // the call.
-    unsafe { spate_llvm_prefetch_indirect(module.as_mut_ptr(), delta) }
+    let kind = std::ffi::CString::new(MEMORY_BASE_KIND).expect("no NUL in the kind");
+    // SAFETY: `module` is a live module owned by this thread (its context lives here), with
+    // the target's data layout already set (`finish` sets it before the pipeline); nothing
+    // else touches it during the call. The pass reads and adds IR only within it (declaring
+    // `llvm.prefetch` in it). `build.rs` compiles the C++ against LLVM 19's headers, the
+    // version whose library inkwell links. `kind` outlives the call.
+    unsafe { spate_llvm_prefetch_indirect(module.as_mut_ptr(), kind.as_ptr(), delta) }
 }

@@ -175,6 +175,59 @@ fn look_ahead_loads_at_the_end_of_memory_stay_inside_it() {
     );
 }
 
+#[test]
+fn look_ahead_loads_of_every_width_at_the_end_of_memory_stay_inside_it() {
+    // Keys of 1, 2 and 8 bytes ending exactly at the end of the memory index a table of 256
+    // words at 0: the look-ahead loads, of the keys' own width, reach past the end.
+    let n = 2048usize;
+    let keys = keys(n, 256);
+    let table: Vec<u32> = (0..256).map(|v| v * 3 + 1).collect();
+    let expect = keys
+        .iter()
+        .fold(0u32, |s, &k| s.wrapping_add(table[k as usize]));
+    for (width, key) in [
+        (
+            1,
+            "(i32.load8_u (i32.add (local.get $keys) (local.get $i)))",
+        ),
+        (
+            2,
+            "(i32.load16_u (i32.add (local.get $keys) (i32.shl (local.get $i) (i32.const 1))))",
+        ),
+        (
+            8,
+            "(i32.wrap_i64 (i64.load (i32.add (local.get $keys) \
+               (i32.shl (local.get $i) (i32.const 3)))))",
+        ),
+    ] {
+        let keys_at = 65536 - width * n;
+        let bytes: String = keys
+            .iter()
+            .flat_map(|&k| u64::from(k).to_le_bytes().into_iter().take(width))
+            .map(|b| format!("\\{b:02x}"))
+            .collect();
+        let src = format!(
+            r#"(module (memory 1 1)
+                 (data (i32.const 0) "{table}")
+                 (data (i32.const {keys_at}) "{bytes}")
+                 (func (export "f") (param $keys i32) (param $n i32) (result i32)
+                   (local $i i32) (local $s i32)
+                   (loop $l
+                     (local.set $s (i32.add (local.get $s)
+                       (i32.load (i32.shl {key} (i32.const 2)))))
+                     (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+                                         (local.get $n))))
+                   (local.get $s)))"#,
+            table = data(&table),
+        );
+        let (mut inst, added) = instance(&src, true);
+        assert!(added >= 1, "{width}-byte keys: the gather gets prefetches");
+        let got =
+            inst.call("f", &[ValRaw::i32(keys_at as i32), ValRaw::i32(n as i32)])[0].get_i32();
+        assert_eq!(got as u32, expect, "{width}-byte keys");
+    }
+}
+
 /// A loop summing `mem[(p[i] op n) * 4]` over `i < n`: a gather through `op`.
 fn gather(op: &str) -> String {
     format!(
