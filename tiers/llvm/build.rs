@@ -1,7 +1,8 @@
 //! Compiles `cpp/prefetch.cpp`, the tier's one pass written against LLVM's C++ API (it needs
 //! scalar evolution, which the C API does not offer), with the flags of the LLVM 19 that
 //! inkwell links: the first of `$LLVM_SYS_191_PREFIX/bin/llvm-config` (the variable llvm-sys
-//! reads), `llvm-config-19` and `llvm-config` on the `PATH` that reports version 19.
+//! reads), `llvm-config-19` and `llvm-config` on the `PATH` that reports version 19. The
+//! compiler is `$CXX` if set, else `clang++-19` if present, else the `cc` crate's default.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,8 +35,19 @@ fn llvm_config(arg: &str) -> String {
 fn main() {
     println!("cargo:rerun-if-changed=cpp/prefetch.cpp");
     println!("cargo:rerun-if-env-changed=LLVM_SYS_191_PREFIX");
+    println!("cargo:rerun-if-env-changed=CXX");
     let mut build = cc::Build::new();
     build.cpp(true).file("cpp/prefetch.cpp").warnings(true);
+    // LLVM 19's own clang++ (installed with clang-19, which brings the C++ library headers)
+    // unless CXX says otherwise: a fresh machine need not have g++.
+    if std::env::var_os("CXX").is_none()
+        && Command::new("clang++-19")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
+        build.compiler("clang++-19");
+    }
     for flag in llvm_config("--cxxflags").split_whitespace() {
         // The include directory goes in as an -isystem so LLVM's own headers raise no warnings.
         if let Some(dir) = flag.strip_prefix("-I") {
