@@ -222,6 +222,12 @@ impl Config {
         self
     }
 
+    /// Whether the optimizing tier prefetches indirect memory accesses (see
+    /// [`llvm_prefetch`](Self::llvm_prefetch)).
+    pub fn llvm_prefetch_enabled(&self) -> bool {
+        self.llvm_prefetch
+    }
+
     /// Runs the Cranelift IR verifier on every function (slower; on by default in debug builds).
     pub fn cranelift_verifier(&mut self, on: bool) -> &mut Self {
         self.verify = on;

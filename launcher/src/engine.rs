@@ -103,6 +103,8 @@ pub struct EngineSettings {
     pub compile_strategy: Option<spate::CompileStrategy>,
     /// The optimizing tier's LLVM pipeline; `None` keeps the engine's default (lean).
     pub llvm_pipeline: Option<spate::LlvmPipeline>,
+    /// Leave out the optimizing tier's indirect-access prefetches (on by default).
+    pub no_llvm_prefetch: bool,
 }
 
 impl EngineSettings {
@@ -125,6 +127,7 @@ impl EngineSettings {
         if let Some(p) = self.llvm_pipeline {
             config.llvm_pipeline(p);
         }
+        config.llvm_prefetch(!self.no_llvm_prefetch);
         config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)
     }
@@ -150,5 +153,18 @@ mod tests {
             assert_eq!(engine.config().tier_mode(), tier.mode());
         }
         assert_eq!(TierChoice::default(), TierChoice::Tiered);
+    }
+
+    #[test]
+    fn llvm_prefetches_are_on_unless_turned_off() {
+        let on = EngineSettings::default().build().unwrap();
+        assert!(on.config().llvm_prefetch_enabled());
+        let off = EngineSettings {
+            no_llvm_prefetch: true,
+            ..EngineSettings::default()
+        }
+        .build()
+        .unwrap();
+        assert!(!off.config().llvm_prefetch_enabled());
     }
 }

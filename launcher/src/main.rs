@@ -153,6 +153,13 @@ struct EngineArgs {
     #[arg(long, value_enum, value_name = "PIPELINE")]
     llvm_pipeline: Option<PipelineChoice>,
 
+    /// Leave out the optimizing tier's indirect-access prefetches. By default, in loops where a
+    /// load or store's address comes from data read with a constant stride (`out[count[key[i]]]`,
+    /// `x[col[j]]`), LLVM code prefetches that address some iterations ahead; the prefetches
+    /// never change results. This is for measuring what they bring. Example: `--no-llvm-prefetch`
+    #[arg(long)]
+    no_llvm_prefetch: bool,
+
     /// Print the engine's figures at the end on stderr: per tier, functions compiled, code
     /// bytes and compile time; tier-up requests, tier-ups, OSR entries taken, and the time from
     /// request to install. Example: `--stats`
@@ -181,6 +188,7 @@ impl EngineArgs {
             tier_up_threads: self.tier_up_threads,
             compile_strategy: self.compile_strategy.map(CompileChoice::strategy),
             llvm_pipeline: self.llvm_pipeline.map(PipelineChoice::pipeline),
+            no_llvm_prefetch: self.no_llvm_prefetch,
         }
     }
 }
