@@ -10,7 +10,8 @@ set -euo pipefail
 
 # clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32: build C programs to wasm32-wasi
 #   (test programs and the compile benchmark's large module).
-# llvm-19-dev, libpolly-19-dev, libclang-dev: the LLVM tier (llvm-sys / inkwell against LLVM 19).
+# llvm-19-dev, libpolly-19-dev, libclang-dev: the LLVM tier (llvm-sys / inkwell against LLVM 19;
+#   its prefetch pass is C++, built with clang-19's clang++ against llvm-19-dev's headers).
 # libopenmpi-dev, openmpi-bin: the MPI host functions and their tests.
 # python3: the benchmark's C program generator.
 PACKAGES=(

@@ -15,8 +15,8 @@
 //! * it emits no tier-up budget checks (optimized code never tiers up).
 //!
 //! With the environment variable `SPATE_LLVM_DUMP` set to a directory, every compile writes
-//! `f<index>[-osr<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline) and `.s` (the
-//! machine code) there, e.g. to time a pipeline with `opt-19 -passes='default<O3>'
+//! `f<index>[-osr<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline and the
+//! [indirect-prefetch pass](crate::prefetch)) and `.s` (the machine code) there, e.g. to time a pipeline with `opt-19 -passes='default<O3>'
 //! -time-passes` (see [`Pipeline::passes`]) or to compare hot loops with native code.
 //!
 //! It also compiles on-stack-replacement entries, for one loop reached through its enclosing
