@@ -308,13 +308,7 @@ impl LlvmCompiler {
         module.set_triple(&self.machine.get_triple());
         module.set_data_layout(&self.machine.get_target_data().get_data_layout());
         if cfg!(debug_assertions) {
-            module.verify().map_err(|e| {
-                CompileError::codegen(format!(
-                    "LLVM rejected the translated function: {}\n{}",
-                    e.to_string(),
-                    module.print_to_string().to_string()
-                ))
-            })?;
+            verify(module, "the translated function")?;
         }
         let dump = std::env::var_os("SPATE_LLVM_DUMP").map(std::path::PathBuf::from);
         if let Some(dir) = &dump {
@@ -333,13 +327,7 @@ impl LlvmCompiler {
             let added = u64::from(prefetch::insert(module));
             self.prefetches.set(self.prefetches.get() + added);
             if cfg!(debug_assertions) && added > 0 {
-                module.verify().map_err(|e| {
-                    CompileError::codegen(format!(
-                        "LLVM rejected the function after the prefetch pass: {}\n{}",
-                        e.to_string(),
-                        module.print_to_string().to_string()
-                    ))
-                })?;
+                verify(module, "the function after the prefetch pass")?;
             }
         }
         if let Some(dir) = &dump {
@@ -356,6 +344,17 @@ impl LlvmCompiler {
             .map_err(|e| CompileError::codegen(format!("LLVM code generation failed: {e}")))?;
         object::link(buffer.as_slice(), FUNCTION_SYMBOL)
     }
+}
+
+/// Runs LLVM's verifier over `module` (`what` names the stage in the error).
+fn verify(module: &Module<'_>, what: &str) -> Result<(), CompileError> {
+    module.verify().map_err(|e| {
+        CompileError::codegen(format!(
+            "LLVM rejected {what}: {}\n{}",
+            e.to_string(),
+            module.print_to_string().to_string()
+        ))
+    })
 }
 
 impl FunctionCompiler for LlvmCompiler {

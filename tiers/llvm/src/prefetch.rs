@@ -157,35 +157,37 @@ exit:
         assert!(ir.contains("add i32 %i, 64"), "{ir}");
     }
 
+    /// A chain making `%k` the key plus `n` more words read with the keys' stride (from 4 KiB
+    /// apart): `n` more loads on the way from the keys to `count` and `out`.
+    fn strided_terms(n: u32) -> String {
+        let mut chain = String::new();
+        let mut sum = "%k0".to_string();
+        for t in 1..=n {
+            let next = if t == n {
+                "%k".to_string()
+            } else {
+                format!("%s{t}")
+            };
+            chain += &format!(
+                "  %tp{t} = getelementptr i8, ptr %kp, i64 {off}
+  %t{t} = load i32, ptr %tp{t}, align 1
+  {next} = add i32 {sum}, %t{t}
+",
+                off = 4096 * t
+            );
+            sum = next;
+        }
+        chain
+    }
+
     #[test]
     fn chains_the_pass_does_not_follow_get_no_prefetch() {
         // Three more strided loads feeding the key: four loads on the way to `count`'s address
         // and five to `out`'s, over the limit of three.
-        let (added, ir) = run(&scatter_ir(
-            "i32",
-            4,
-            "  %bp = getelementptr i8, ptr %kp, i64 4096
-  %b = load i32, ptr %bp, align 1
-  %cp2 = getelementptr i8, ptr %kp, i64 8192
-  %c2 = load i32, ptr %cp2, align 1
-  %dp = getelementptr i8, ptr %kp, i64 12288
-  %d = load i32, ptr %dp, align 1
-  %s1 = add i32 %k0, %b
-  %s2 = add i32 %s1, %c2
-  %k = add i32 %s2, %d",
-        ));
+        let (added, ir) = run(&scatter_ir("i32", 4, &strided_terms(3)));
         assert_eq!(added, 0, "{ir}");
         // Two of them (three loads to `count`): `count` is prefetched, `out` (four) is not.
-        let (added, ir) = run(&scatter_ir(
-            "i32",
-            4,
-            "  %bp = getelementptr i8, ptr %kp, i64 4096
-  %b = load i32, ptr %bp, align 1
-  %cp2 = getelementptr i8, ptr %kp, i64 8192
-  %c2 = load i32, ptr %cp2, align 1
-  %s1 = add i32 %k0, %b
-  %k = add i32 %s1, %c2",
-        ));
+        let (added, ir) = run(&scatter_ir("i32", 4, &strided_terms(2)));
         assert_eq!(added, 1, "{ir}");
         assert!(
             prefetch_calls(&ir)[0].ends_with("i32 1, i32 3, i32 1)"),
