@@ -178,6 +178,8 @@ private:
       return true;
     }
     if (auto *bin = dyn_cast<BinaryOperator>(inst)) {
+      if (!bin->getType()->isIntegerTy())
+        return false; // floating-point or vector arithmetic: not an address computation
       switch (bin->getOpcode()) {
       case Instruction::UDiv:
       case Instruction::SDiv:
