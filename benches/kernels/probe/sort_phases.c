@@ -1,6 +1,10 @@
 /* Times the phases of the counting-sort kernel (benches/kernels/sort.c) built natively, to show
  * how its run time depends on the optimization level: built by sort-opt-levels.sh at -O0..-O3.
- * The arrays, constants and loops are those of sort.c; only the timers are added. */
+ * The arrays, constants and loops are those of sort.c; only the timers are added. Built with
+ * -DPREFETCH_AHEAD=N (by sort-prefetch.sh), the histogram and scatter loops also prefetch, N
+ * keys ahead, what the LLVM tier's indirect-prefetch pass prefetches in the wasm kernel (the
+ * look-ahead index clamped to the array; the pass also clamps into the wasm memory, which
+ * native code has no need of). */
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
@@ -8,6 +12,11 @@
 #define SORT_N (1 << 21)
 #define SORT_RANGE (1 << 16)
 #define SORT_ROUNDS 12
+
+#ifdef PREFETCH_AHEAD
+/* The key PREFETCH_AHEAD places after key i, or the last key. */
+#define KEY_AHEAD(i) sort_keys[(i) + PREFETCH_AHEAD < SORT_N ? (i) + PREFETCH_AHEAD : SORT_N - 1]
+#endif
 
 static uint32_t sort_keys[SORT_N];
 static uint32_t sort_out[SORT_N];
@@ -37,8 +46,12 @@ int main(void) {
             double t0 = now_ms();
             for (int32_t v = 0; v < SORT_RANGE; v++)
                 sort_count[v] = 0;
-            for (int32_t i = 0; i < SORT_N; i++)
+            for (int32_t i = 0; i < SORT_N; i++) {
+#ifdef PREFETCH_AHEAD
+                __builtin_prefetch(&sort_count[KEY_AHEAD(i)], 1, 3);
+#endif
                 sort_count[sort_keys[i]]++;
+            }
             double t1 = now_ms();
             uint32_t at = 0;
             for (int32_t v = 0; v < SORT_RANGE; v++) {
@@ -49,6 +62,9 @@ int main(void) {
             checksum += (uint64_t)sort_count[lo] * 3u + (uint64_t)sort_count[hi] * 5u;
             double t2 = now_ms();
             for (int32_t i = 0; i < SORT_N; i++) {
+#ifdef PREFETCH_AHEAD
+                __builtin_prefetch(&sort_out[sort_count[KEY_AHEAD(i)]], 1, 3);
+#endif
                 uint32_t k = sort_keys[i];
                 sort_out[sort_count[k]++] = k;
             }

@@ -110,12 +110,14 @@ std::optional<APInt> strideOf(Value *ptr, Loop &L, ScalarEvolution &SE) {
 }
 
 /// An access whose address can be recomputed ahead: the loop instructions it depends on, in an
-/// order where each comes after the ones it uses.
+/// order where each comes after the ones it uses, and the induction variables they use with
+/// their steps (read while SCEV still describes the loop: it is not kept up to date).
 struct Candidate {
   Instruction *access;
   Value *pointer;
   bool isStore;
   SmallVector<Instruction *, 16> slice;
+  SmallVector<std::pair<PHINode *, APInt>, 2> inductions;
   int64_t distance; // in iterations
 };
 
@@ -145,9 +147,6 @@ private:
   unsigned loads = 0;
   int64_t streamStep = 0; // bytes per iteration of the first strided load found
 
-  /// The constant step of `v` per iteration of `L` if it is an affine recurrence of `L`.
-  std::optional<APInt> affineStep(Value *v) { return stepOf(SE.getSCEV(v), L, SE); }
-
   bool visit(Value *v, Candidate &c) {
     auto *inst = dyn_cast<Instruction>(v);
     if (!inst || !L.contains(inst))
@@ -158,8 +157,12 @@ private:
       return false;
     if (auto *phi = dyn_cast<PHINode>(inst)) {
       // Only induction variables of this loop, which the clone advances by their step.
-      if (phi->getParent() != L.getHeader() || !affineStep(phi))
+      if (phi->getParent() != L.getHeader())
         return false;
+      std::optional<APInt> step = stepOf(SE.getSCEV(phi), L, SE);
+      if (!step)
+        return false;
+      c.inductions.emplace_back(phi, *step);
       return true;
     }
     if (auto *load = dyn_cast<LoadInst>(inst)) {
@@ -340,26 +343,15 @@ unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, Module &M, uint64_t lengthDe
   SmallVector<Candidate, 8> candidates;
   for (BasicBlock *bb : L.blocks()) {
     for (Instruction &inst : *bb) {
-      Value *ptr;
-      bool isStore;
-      if (auto *load = dyn_cast<LoadInst>(&inst)) {
-        if (!load->isSimple())
-          continue;
-        ptr = load->getPointerOperand();
-        isStore = false;
-      } else if (auto *store = dyn_cast<StoreInst>(&inst)) {
-        if (!store->isSimple())
-          continue;
-        ptr = store->getPointerOperand();
-        isStore = true;
-      } else {
+      Value *ptr = getLoadStorePointerOperand(&inst);
+      if (!ptr || inst.isVolatile() || inst.isAtomic()) // loads and stores that are simple
         continue;
-      }
+      bool isStore = isa<StoreInst>(inst);
       if (!memoryBaseOf(ptr) || L.isLoopInvariant(ptr))
         continue;
       if (strideOf(ptr, L, SE))
         continue; // strided: the hardware prefetcher's business
-      Candidate c{&inst, ptr, isStore, {}, 0};
+      Candidate c{&inst, ptr, isStore, {}, {}, 0};
       Slicer slicer(L, SE);
       if (slicer.run(ptr, c))
         candidates.push_back(std::move(c));
@@ -367,25 +359,12 @@ unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, Module &M, uint64_t lengthDe
   }
   if (candidates.empty())
     return 0;
-  // The induction steps, read before any code is added (SCEV is not kept up to date).
-  std::map<PHINode *, APInt> steps;
-  for (const Candidate &c : candidates)
-    for (Instruction *inst : c.slice)
-      for (Value *op : inst->operands())
-        if (auto *phi = dyn_cast<PHINode>(op))
-          if (L.contains(phi) && !steps.count(phi)) {
-            auto *rec = cast<SCEVAddRecExpr>(SE.getSCEV(phi));
-            steps.emplace(phi, cast<SCEVConstant>(rec->getStepRecurrence(SE))->getAPInt());
-          }
   std::map<BasicBlock *, Emitter> emitters;
   for (const Candidate &c : candidates) {
     Emitter &e = emitters.try_emplace(c.access->getParent(), M, lengthDelta).first->second;
     e.setDistance(c.distance);
-    for (Instruction *inst : c.slice)
-      for (Value *op : inst->operands())
-        if (auto *phi = dyn_cast<PHINode>(op))
-          if (L.contains(phi))
-            e.advance(phi, steps.at(phi));
+    for (const auto &[phi, step] : c.inductions)
+      e.advance(phi, step);
     e.emit(c);
   }
   unsigned added = 0;

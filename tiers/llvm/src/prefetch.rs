@@ -20,8 +20,9 @@
 //! The distance is 128 bytes of the strided stream (two cache lines) in iterations, between 4
 //! and 64. On the project's machine it takes the benchmark's counting sort from about 0.9x to
 //! about 0.5x native, and the same prefetch written by hand into the native C makes its scatter
-//! loop about 2.8x as fast (docs/BENCHMARKS.md, "Session 10"). A loop whose indirect targets
-//! already sit in cache pays a few instructions per access for little or nothing.
+//! loop about 2.7-3x as fast (docs/BENCHMARKS.md, "Session 10"). A loop whose indirect targets
+//! already sit in cache pays a few instructions per access for nothing (natively, the sort's
+//! histogram loop: about 8%).
 //!
 //! The pass is C++ (`cpp/prefetch.cpp`, built by `build.rs`): it needs LLVM's scalar evolution,
 //! which the C API does not expose. It finds a memory by the metadata kind [`MEMORY_BASE_KIND`]
