@@ -128,9 +128,11 @@ impl Memory {
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let ctx = store.as_context_mut();
         let store = &mut ctx.0.opaque;
-        store
-            .memories
-            .push(Box::new(LinearMemory::new(ty.minimum(), ty.maximum())?));
+        store.memories.push(Box::new(LinearMemory::new(
+            ty.minimum(),
+            ty.maximum(),
+            store.engine.config().memory_huge_pages,
+        )?));
         Ok(Memory {
             store: store.id,
             index: store.memories.len() - 1,

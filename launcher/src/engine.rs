@@ -105,6 +105,8 @@ pub struct EngineSettings {
     pub llvm_pipeline: Option<spate::LlvmPipeline>,
     /// Leave out the optimizing tier's indirect-access prefetches (on by default).
     pub no_llvm_prefetch: bool,
+    /// Do not advise linear memories for transparent huge pages (advised by default).
+    pub no_huge_pages: bool,
 }
 
 impl EngineSettings {
@@ -128,6 +130,7 @@ impl EngineSettings {
             config.llvm_pipeline(p);
         }
         config.llvm_prefetch(!self.no_llvm_prefetch);
+        config.memory_huge_pages(!self.no_huge_pages);
         config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)
     }
@@ -166,5 +169,18 @@ mod tests {
         .build()
         .unwrap();
         assert!(!off.config().llvm_prefetch_enabled());
+    }
+
+    #[test]
+    fn huge_pages_are_advised_unless_turned_off() {
+        let on = EngineSettings::default().build().unwrap();
+        assert!(on.config().memory_huge_pages_enabled());
+        let off = EngineSettings {
+            no_huge_pages: true,
+            ..EngineSettings::default()
+        }
+        .build()
+        .unwrap();
+        assert!(!off.config().memory_huge_pages_enabled());
     }
 }

@@ -160,6 +160,14 @@ struct EngineArgs {
     #[arg(long)]
     no_llvm_prefetch: bool,
 
+    /// Back linear memories with ordinary 4 KiB pages only. By default their reservations are
+    /// advised to the kernel for transparent huge pages, so each 2 MiB of memory a program uses
+    /// takes one TLB entry instead of 512 (when the kernel has huge pages free; bounds checks
+    /// and traps are the same either way). This is for measuring what they bring, or for hosts
+    /// that keep huge pages for other work. Example: `--no-huge-pages`
+    #[arg(long)]
+    no_huge_pages: bool,
+
     /// Print the engine's figures at the end on stderr: per tier, functions compiled, code
     /// bytes and compile time; tier-up requests, tier-ups, OSR entries taken, and the time from
     /// request to install. Example: `--stats`
@@ -189,6 +197,7 @@ impl EngineArgs {
             compile_strategy: self.compile_strategy.map(CompileChoice::strategy),
             llvm_pipeline: self.llvm_pipeline.map(PipelineChoice::pipeline),
             no_llvm_prefetch: self.no_llvm_prefetch,
+            no_huge_pages: self.no_huge_pages,
         }
     }
 }

@@ -58,6 +58,9 @@ options:
   --compile-threads N   Config::compile_threads (default: the engine's)
   --llvm-pipeline P     Config::llvm_pipeline: lean, o2 or o3 (default: the engine's, lean)
   --no-prefetch         Config::llvm_prefetch(false): no indirect-access prefetches in LLVM code
+  --no-huge-pages       Config::memory_huge_pages(false): wasm memory on 4 KiB pages only, as
+                        the native build's arrays are unless the system's transparent huge
+                        pages are set to `always`
   --markdown            print Markdown tables (for docs/BENCHMARKS.md)
   --list                list the kernels and exit
   -h, --help            this text";
@@ -185,6 +188,7 @@ mod engine_api {
         threads: Option<usize>,
         pipeline: Option<spate::LlvmPipeline>,
         prefetch: bool,
+        huge_pages: bool,
     ) -> spate::Config {
         let mut config = spate::Config::new();
         config.tier(match mode {
@@ -202,6 +206,7 @@ mod engine_api {
             config.llvm_pipeline(p);
         }
         config.llvm_prefetch(prefetch);
+        config.memory_huge_pages(huge_pages);
         // `Module::new` is timed as the compile: it returns when every function is compiled.
         config.compile_strategy(spate::CompileStrategy::Eager);
         config
@@ -241,6 +246,7 @@ struct Options {
     compile_threads: Option<usize>,
     pipeline: Option<spate::LlvmPipeline>,
     prefetch: bool,
+    huge_pages: bool,
     markdown: bool,
 }
 
@@ -256,6 +262,7 @@ fn parse_args() -> Result<Options> {
         compile_threads: None,
         pipeline: None,
         prefetch: true,
+        huge_pages: true,
         markdown: false,
     };
     let mut args = std::env::args().skip(1);
@@ -310,6 +317,7 @@ fn parse_args() -> Result<Options> {
                 )
             }
             "--no-prefetch" => opts.prefetch = false,
+            "--no-huge-pages" => opts.huge_pages = false,
             "--markdown" => opts.markdown = true,
             "--list" => {
                 for k in KERNELS {
@@ -667,6 +675,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 opts.compile_threads,
                 opts.pipeline,
                 opts.prefetch,
+                opts.huge_pages,
             );
             let engine = match spate::Engine::new(&config) {
                 Ok(engine) => engine,
@@ -921,6 +930,20 @@ fn report(opts: &Options, results: &[KernelResult]) {
             "off (--no-prefetch)"
         }
     );
+    let thp = thp_mode();
+    println!(
+        "Wasm memory: {}; native arrays: {} (the system's transparent huge pages: {thp})",
+        if opts.huge_pages {
+            "advised for transparent huge pages (MADV_HUGEPAGE)"
+        } else {
+            "4 KiB pages (--no-huge-pages)"
+        },
+        if thp == "always" {
+            "may get huge pages too"
+        } else {
+            "4 KiB pages"
+        }
+    );
     let mut noted = Vec::new();
     for (mode, s) in results.iter().flat_map(|r| &r.modes) {
         if let Err(e) = s
@@ -1095,6 +1118,19 @@ fn main() -> Result<()> {
     }
     report(&opts, &results);
     Ok(())
+}
+
+/// The system's transparent-huge-page mode, as `/sys/kernel/mm/transparent_hugepage/enabled`
+/// marks it (`always`, `madvise` or `never`), or `unknown`.
+fn thp_mode() -> String {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|s| {
+            let start = s.find('[')? + 1;
+            let end = start + s[start..].find(']')?;
+            Some(s[start..end].to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 #[cfg(test)]

@@ -225,9 +225,11 @@ pub(crate) fn instantiate(
         table_ids.push(store.tables.len() - 1);
     }
     for ty in &m.memory_types[memory_ids.len()..] {
-        store
-            .memories
-            .push(Box::new(LinearMemory::new(ty.minimum(), ty.maximum())?));
+        store.memories.push(Box::new(LinearMemory::new(
+            ty.minimum(),
+            ty.maximum(),
+            store.engine.config().memory_huge_pages,
+        )?));
         memory_ids.push(store.memories.len() - 1);
     }
     let tables: Box<[*mut VMTable]> = table_ids
