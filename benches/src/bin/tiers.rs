@@ -17,7 +17,11 @@
 //! the repetitions, ratios to the mean of the two native runs around each wasm run (medians of
 //! the per-repetition ratios), the
 //! engine's figures (Cranelift and LLVM compile time, tier-ups, OSR entries) and, from three
-//! repetitions up, the best-of-N table (fastest wasm run over fastest native run).
+//! repetitions up, the best-of-N table (fastest wasm run over fastest native run). Each timed
+//! call also records the share of its wall time its thread spent off the CPU (wall time minus
+//! the thread's CPU time: descheduling, or a virtual machine's host running other work), so a
+//! reader can tell a run slowed by the machine from one slowed by the code; `--max-off-cpu`
+//! repeats runs above a share.
 //!
 //! Build and run with `cargo run --release -p spate-benches --bin tiers`, or through
 //! `scripts/bench-tiers.sh`.
@@ -61,6 +65,11 @@ options:
   --no-huge-pages       Config::memory_huge_pages(false): wasm memory on 4 KiB pages only, as
                         the native build's arrays are unless the system's transparent huge
                         pages are set to `always`
+  --max-off-cpu P       repeat a timed run (native or wasm; up to 4 more times, the last one
+                        kept) when its thread was off the CPU for more than P percent of its
+                        wall time (wall time minus the thread's CPU time, which leaves out the
+                        time a virtual machine's host gave the CPU to others). Off by default:
+                        every run is kept; the off-CPU share is printed either way
   --markdown            print Markdown tables (for docs/BENCHMARKS.md)
   --list                list the kernels and exit
   -h, --help            this text";
@@ -247,6 +256,8 @@ struct Options {
     pipeline: Option<spate::LlvmPipeline>,
     prefetch: bool,
     huge_pages: bool,
+    /// Repeat runs whose thread was off the CPU for more than this share of their wall time.
+    max_off_cpu: Option<f64>,
     markdown: bool,
 }
 
@@ -263,6 +274,7 @@ fn parse_args() -> Result<Options> {
         pipeline: None,
         prefetch: true,
         huge_pages: true,
+        max_off_cpu: None,
         markdown: false,
     };
     let mut args = std::env::args().skip(1);
@@ -318,6 +330,13 @@ fn parse_args() -> Result<Options> {
             }
             "--no-prefetch" => opts.prefetch = false,
             "--no-huge-pages" => opts.huge_pages = false,
+            "--max-off-cpu" => {
+                let p: f64 = value("--max-off-cpu")?.parse().context("--max-off-cpu")?;
+                if !(0.0..100.0).contains(&p) {
+                    bail!("--max-off-cpu takes a percentage in [0, 100)");
+                }
+                opts.max_off_cpu = Some(p / 100.0);
+            }
             "--markdown" => opts.markdown = true,
             "--list" => {
                 for k in KERNELS {
@@ -350,6 +369,8 @@ struct Run {
     total: Duration,
     checksum: Checksum,
     figures: Figures,
+    /// The share of the first call's wall time its thread was off the CPU.
+    off_cpu: f64,
     /// The mean of the native runs timed just before and just after this one (what its ratios
     /// are taken against).
     native: Duration,
@@ -410,15 +431,15 @@ fn run_wasm(
         let (result, time) = match native {
             Checksum::Int(_) => {
                 let f = instance.get_typed_func::<(), i64>(&mut store, &export)?;
-                let start = Instant::now();
+                let start = Timer::start();
                 let v = f.call(&mut store, ());
-                (v.map(Checksum::Int), start.elapsed())
+                (v.map(Checksum::Int), start.stop())
             }
             Checksum::Float(_) => {
                 let f = instance.get_typed_func::<(), f64>(&mut store, &export)?;
-                let start = Instant::now();
+                let start = Timer::start();
                 let v = f.call(&mut store, ());
-                (v.map(Checksum::Float), start.elapsed())
+                (v.map(Checksum::Float), start.stop())
             }
         };
         let checksum = result.with_context(|| format!("calling {export} (call {call})"))?;
@@ -438,7 +459,8 @@ fn run_wasm(
         }
         times.push(time);
     }
-    let (checksum, run) = (reported.expect("at least one call"), times[0]);
+    let (checksum, (run, off_cpu)) = (reported.expect("at least one call"), times[0]);
+    let times: Vec<Duration> = times.iter().map(|t| t.0).collect();
     // Outside the timed region: let background tier-ups finish so their compile time counts.
     engine_api::settle(&engine, Duration::from_secs(30));
     let figures = engine_api::figures(&engine);
@@ -451,6 +473,7 @@ fn run_wasm(
         total: compile + instantiate + run,
         checksum,
         figures,
+        off_cpu,
         native: Duration::ZERO,
         later: later_median(&times).map(|wasm| (wasm, Duration::ZERO)),
     })
@@ -476,15 +499,78 @@ struct NativeRun {
     first: Duration,
     /// The median of calls 2.., if there were any.
     later: Option<Duration>,
+    /// The share of the first call's wall time the thread was off the CPU.
+    off_cpu: f64,
+}
+
+/// Times a call: wall time, and the share of it the calling thread spent off the CPU (wall
+/// time minus the thread's CPU time). On a virtual machine whose host is busy, the guest's
+/// CPU-time accounting leaves out the time the host ran other work (steal time), so this share
+/// shows when a run was slowed by the machine rather than by the code.
+struct Timer {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            cpu: thread_cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// The wall time since [`Timer::start`] and the share of it spent off the CPU.
+    fn stop(&self) -> (Duration, f64) {
+        let wall = self.wall.elapsed();
+        let cpu = thread_cpu_time().saturating_sub(self.cpu);
+        let off = wall.saturating_sub(cpu).as_secs_f64() / wall.as_secs_f64().max(1e-9);
+        (wall, off)
+    }
+}
+
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux provides.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `run` once and again (up to four more times) while the first call of the attempt was
+/// off the CPU for more than `max` of its wall time; returns the last attempt and how many
+/// were repeated.
+fn until_on_cpu<T>(
+    max: Option<f64>,
+    off_cpu: impl Fn(&T) -> f64,
+    mut run: impl FnMut() -> Result<T>,
+) -> Result<(T, usize)> {
+    let mut repeated = 0;
+    loop {
+        let r = run()?;
+        match max {
+            Some(max) if off_cpu(&r) > max && repeated < 4 => repeated += 1,
+            _ => return Ok((r, repeated)),
+        }
+    }
 }
 
 /// Calls the native kernel `calls` times; fails if a call's checksum differs from `reference`.
 fn time_native(kernel: &Kernel, calls: usize, reference: Checksum) -> Result<NativeRun> {
     let mut times = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let start = Instant::now();
+    let mut off_cpu = 0.0;
+    for call in 0..calls {
+        let start = Timer::start();
         let v = (kernel.native)();
-        times.push(start.elapsed());
+        let (time, off) = start.stop();
+        times.push(time);
+        if call == 0 {
+            off_cpu = off;
+        }
         if !v.identical(reference) {
             bail!(
                 "kernel {}: native checksum changed between calls",
@@ -495,6 +581,7 @@ fn time_native(kernel: &Kernel, calls: usize, reference: Checksum) -> Result<Nat
     Ok(NativeRun {
         first: times[0],
         later: later_median(&times),
+        off_cpu,
     })
 }
 
@@ -560,6 +647,9 @@ struct KernelResult {
     modes: Vec<(Mode, Result<Summary, String>)>,
     /// The native runs against their own brackets (see [`noise_floor`]), if there were three.
     noise: Option<NoiseFloor>,
+    /// The off-CPU shares of the kept native runs and of the kept wasm runs (all modes), and
+    /// how many runs `--max-off-cpu` repeated.
+    off_cpu: (Vec<f64>, Vec<f64>, usize),
 }
 
 /// Identical code paired as the wasm runs are: each native run but the first and last over the
@@ -650,14 +740,21 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
     let mut identical = true;
     // Native and wasm runs alternate, starting and ending with a native run: every wasm run's
     // ratios are taken against the mean of the native runs just before and just after it.
+    let repeats = std::cell::Cell::new(0usize);
     let time_native_run = |rep: usize| -> Result<NativeRun> {
-        let run = time_native(kernel, opts.calls, checksum)?;
+        let (run, again) = until_on_cpu(
+            opts.max_off_cpu,
+            |r: &NativeRun| r.off_cpu,
+            || time_native(kernel, opts.calls, checksum),
+        )?;
+        repeats.set(repeats.get() + again);
         eprintln!(
-            "  {:<12} rep {}  native     {:>9.1} ms{}",
+            "  {:<12} rep {}  native     {:>9.1} ms{}{}",
             kernel.name,
             rep + 1,
             ms(run.first),
-            later_note(run.later)
+            later_note(run.later),
+            off_cpu_note(run.off_cpu, again)
         );
         Ok(run)
     };
@@ -677,20 +774,25 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 opts.prefetch,
                 opts.huge_pages,
             );
-            let engine = match spate::Engine::new(&config) {
-                Ok(engine) => engine,
-                Err(e) => {
-                    eprintln!("  {} mode unavailable: {e:#}", mode.name());
-                    unavailable[i] = Some(format!("{e:#}"));
-                    continue;
-                }
-            };
-            let r = run_wasm(opts, engine, mode, kernel, checksum)
-                .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))?;
+            if let Err(e) = spate::Engine::new(&config) {
+                eprintln!("  {} mode unavailable: {e:#}", mode.name());
+                unavailable[i] = Some(format!("{e:#}"));
+                continue;
+            }
+            let (r, again) = until_on_cpu(
+                opts.max_off_cpu,
+                |r: &Run| r.off_cpu,
+                || {
+                    let engine = spate::Engine::new(&config)?;
+                    run_wasm(opts, engine, mode, kernel, checksum)
+                        .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))
+                },
+            )?;
+            repeats.set(repeats.get() + again);
             identical &= r.checksum.identical(checksum);
             eprintln!(
                 "  {:<12} rep {}  {:<10} {:>9.1} ms run, {:>7.1} ms compile, {:>9.1} ms total \
-                 (Cranelift {:.1} ms / {} fn, LLVM {:.1} ms / {} fn, tier-ups {}, OSR {}){}",
+                 (Cranelift {:.1} ms / {} fn, LLVM {:.1} ms / {} fn, tier-ups {}, OSR {}){}{}",
                 kernel.name,
                 rep + 1,
                 mode.name(),
@@ -704,6 +806,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 r.figures.tier_ups,
                 r.figures.osr_entries,
                 later_note(r.later.map(|(wasm, _)| wasm)),
+                off_cpu_note(r.off_cpu, again),
             );
             let after = time_native_run(rep)?;
             let before = natives
@@ -722,6 +825,11 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             None => (m, Ok(summarise(r))),
         })
         .collect();
+    let off_cpu = (
+        natives.iter().map(|n| n.off_cpu).collect(),
+        runs.iter().flatten().map(|r| r.off_cpu).collect(),
+        repeats.get(),
+    );
     let native_stats = Stats::new(&natives.iter().map(|n| n.first).collect::<Vec<_>>());
     let native_later: Vec<Duration> = natives.iter().filter_map(|n| n.later).collect();
     Ok(KernelResult {
@@ -730,10 +838,21 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
         native_best: native_stats.min,
         native_later: (!native_later.is_empty()).then(|| Stats::new(&native_later).median),
         noise: noise_floor(&natives),
+        off_cpu,
         checksum,
         identical,
         modes,
     })
+}
+
+/// The off-CPU share of a run, and how many attempts before it were repeated for too high a
+/// share (`--max-off-cpu`).
+fn off_cpu_note(off_cpu: f64, repeated: usize) -> String {
+    let again = match repeated {
+        0 => String::new(),
+        n => format!(", after {n} repeated"),
+    };
+    format!(" [off-CPU {:.1}%{again}]", off_cpu * 100.0)
 }
 
 /// `", later calls N ms"` for the progress lines, when there were later calls.
@@ -997,6 +1116,26 @@ fn report(opts: &Options, results: &[KernelResult]) {
                 );
             }
         }
+        let (native, wasm, repeated) = &r.off_cpu;
+        let share = |v: &[f64]| {
+            let max = v.iter().copied().fold(0.0, f64::max);
+            format!("median {:.1}%, max {:.1}%", median(v) * 100.0, max * 100.0)
+        };
+        println!(
+            "{}{}: off the CPU (wall minus thread CPU time) in the kept runs: native {}, wasm {}; \
+             {}",
+            if md { "- " } else { "" },
+            r.kernel.name,
+            share(native),
+            share(wasm),
+            match opts.max_off_cpu {
+                Some(max) => format!(
+                    "{repeated} run(s) repeated for more than {:.1}% (--max-off-cpu)",
+                    max * 100.0
+                ),
+                None => "no run repeated (no --max-off-cpu)".to_string(),
+            }
+        );
     }
 }
 
@@ -1138,6 +1277,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runs_off_the_cpu_too_long_are_repeated_at_most_four_times() {
+        // Shares of successive attempts; the last one is kept.
+        let attempts = |shares: &'static [f64], max: Option<f64>| {
+            let next = std::cell::Cell::new(0);
+            let (kept, repeated) = until_on_cpu(
+                max,
+                |&s: &f64| s,
+                || {
+                    let i = next.get();
+                    next.set(i + 1);
+                    Ok(shares[i])
+                },
+            )
+            .unwrap();
+            (kept, repeated, next.get())
+        };
+        assert_eq!(attempts(&[0.5, 0.3, 0.01, 0.9], Some(0.02)), (0.01, 2, 3));
+        assert_eq!(
+            attempts(&[0.5; 6], Some(0.02)),
+            (0.5, 4, 5),
+            "gives up after 4"
+        );
+        assert_eq!(attempts(&[0.5, 0.0], None), (0.5, 0, 1), "no limit: kept");
+        assert_eq!(
+            attempts(&[0.02, 0.0], Some(0.02)),
+            (0.02, 0, 1),
+            "at the limit: kept"
+        );
+    }
+
+    #[test]
+    fn the_thread_cpu_time_advances_with_work_and_the_off_cpu_share_is_a_fraction() {
+        let timer = Timer::start();
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        while thread_cpu_time() - before < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let (wall, off) = timer.stop();
+        assert!(wall >= Duration::from_millis(50), "{wall:?}");
+        // The sleep is time off the CPU: at least 30 of the 50-odd milliseconds.
+        assert!(off > 0.3 && off < 1.0, "off-CPU share {off}");
+    }
+
+    #[test]
     fn the_goal_column_is_decided_on_the_unrounded_ratio() {
         assert_eq!(within_goal(1.03), "yes (<= 1.03x)");
         assert_eq!(within_goal(1.0301), "yes");
@@ -1190,6 +1375,7 @@ mod tests {
         NativeRun {
             first: Duration::from_millis(first_ms),
             later: later_ms.map(Duration::from_millis),
+            off_cpu: 0.0,
         }
     }
 
@@ -1203,6 +1389,7 @@ mod tests {
             total: d(442),
             checksum: Checksum::Int(0),
             figures: Figures::default(),
+            off_cpu: 0.0,
             native: Duration::ZERO,
             later: Some((d(410), Duration::ZERO)),
         };
