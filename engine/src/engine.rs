@@ -235,8 +235,12 @@ impl Config {
     /// each 2 MiB of accessible memory with one huge page when it has one free, which saves
     /// TLB misses in programs that sweep large arrays. Bounds, guard pages and `memory.grow`
     /// behave the same either way; a kernel without transparent huge pages ignores the advice.
-    /// Turning it off is for measuring what it brings, or for hosts that must not spend huge
-    /// pages on guests.
+    /// The cost: the kernel may fill a sparsely used 2 MiB stretch into a whole huge page
+    /// (`khugepaged`), so memory use can exceed what the guest touched, and with the usual
+    /// `defrag` setting a page fault may wait for the kernel to compact memory. Turned off, the
+    /// memories are advised `MADV_NOHUGEPAGE` and get 4 KiB pages even where the system gives
+    /// huge pages to all memory: for measuring what they bring, or for hosts that keep huge
+    /// pages for other work.
     pub fn memory_huge_pages(&mut self, on: bool) -> &mut Self {
         self.memory_huge_pages = on;
         self

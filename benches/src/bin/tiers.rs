@@ -17,11 +17,11 @@
 //! the repetitions, ratios to the mean of the two native runs around each wasm run (medians of
 //! the per-repetition ratios), the
 //! engine's figures (Cranelift and LLVM compile time, tier-ups, OSR entries) and, from three
-//! repetitions up, the best-of-N table (fastest wasm run over fastest native run). Each timed
-//! call also records the share of its wall time its thread spent off the CPU (wall time minus
-//! the thread's CPU time: descheduling, or a virtual machine's host running other work), so a
-//! reader can tell a run slowed by the machine from one slowed by the code; `--max-off-cpu`
-//! repeats runs above a share.
+//! repetitions up, the best-of-N table (fastest wasm run over fastest native run). Each run also
+//! records the share of its first call's wall time its thread spent off the CPU (wall time minus
+//! the thread's CPU time: descheduling, or, where the kernel accounts steal time, a virtual
+//! machine's host running other work), so a reader can tell a run slowed by the machine from one
+//! slowed by the code; `--max-off-cpu` repeats runs above a share.
 //!
 //! Build and run with `cargo run --release -p spate-benches --bin tiers`, or through
 //! `scripts/bench-tiers.sh`.
@@ -66,10 +66,11 @@ options:
                         the native build's arrays are unless the system's transparent huge
                         pages are set to `always`
   --max-off-cpu P       repeat a timed run (native or wasm; up to 4 more times, the last one
-                        kept) when its thread was off the CPU for more than P percent of its
-                        wall time (wall time minus the thread's CPU time, which leaves out the
-                        time a virtual machine's host gave the CPU to others). Off by default:
-                        every run is kept; the off-CPU share is printed either way
+                        kept) when its thread was off the CPU for more than P percent of the
+                        wall time of its first call (wall time minus the thread's CPU time,
+                        which, where the kernel accounts steal time, also leaves out the time
+                        a virtual machine's host gave the CPU to others). Off by default: every
+                        run is kept; the off-CPU share is printed either way
   --markdown            print Markdown tables (for docs/BENCHMARKS.md)
   --list                list the kernels and exit
   -h, --help            this text";
@@ -369,7 +370,8 @@ struct Run {
     total: Duration,
     checksum: Checksum,
     figures: Figures,
-    /// The share of the first call's wall time its thread was off the CPU.
+    /// The share of the first call's wall time its thread was off the CPU (later calls' shares
+    /// are not kept).
     off_cpu: f64,
     /// The mean of the native runs timed just before and just after this one (what its ratios
     /// are taken against).
@@ -504,9 +506,9 @@ struct NativeRun {
 }
 
 /// Times a call: wall time, and the share of it the calling thread spent off the CPU (wall
-/// time minus the thread's CPU time). On a virtual machine whose host is busy, the guest's
-/// CPU-time accounting leaves out the time the host ran other work (steal time), so this share
-/// shows when a run was slowed by the machine rather than by the code.
+/// time minus the thread's CPU time). On a virtual machine whose kernel accounts steal time (a
+/// paravirtual steal clock, as under KVM), a thread's CPU time leaves out the time the host ran
+/// other work, so this share shows when a run was slowed by the machine rather than the code.
 struct Timer {
     wall: Instant,
     cpu: Duration,
@@ -774,16 +776,23 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 opts.prefetch,
                 opts.huge_pages,
             );
-            if let Err(e) = spate::Engine::new(&config) {
-                eprintln!("  {} mode unavailable: {e:#}", mode.name());
-                unavailable[i] = Some(format!("{e:#}"));
-                continue;
-            }
+            let mut first = match spate::Engine::new(&config) {
+                Ok(engine) => Some(engine),
+                Err(e) => {
+                    eprintln!("  {} mode unavailable: {e:#}", mode.name());
+                    unavailable[i] = Some(format!("{e:#}"));
+                    continue;
+                }
+            };
             let (r, again) = until_on_cpu(
                 opts.max_off_cpu,
                 |r: &Run| r.off_cpu,
                 || {
-                    let engine = spate::Engine::new(&config)?;
+                    // A repeated attempt gets a fresh engine, as every run does.
+                    let engine = match first.take() {
+                        Some(engine) => engine,
+                        None => spate::Engine::new(&config)?,
+                    };
                     run_wasm(opts, engine, mode, kernel, checksum)
                         .with_context(|| format!("kernel {} in {} mode", kernel.name, mode.name()))
                 },
@@ -1118,6 +1127,9 @@ fn report(opts: &Options, results: &[KernelResult]) {
         }
         let (native, wasm, repeated) = &r.off_cpu;
         let share = |v: &[f64]| {
+            if v.is_empty() {
+                return "-".to_string();
+            }
             let max = v.iter().copied().fold(0.0, f64::max);
             format!("median {:.1}%, max {:.1}%", median(v) * 100.0, max * 100.0)
         };

@@ -53,10 +53,17 @@ impl LinearMemory {
             anyhow::bail!("memory minimum of {min_pages} pages exceeds its maximum of {max_pages}");
         }
         let base = reserve_aligned()?;
+        // Without huge pages, the opposite advice keeps 4 KiB pages even where the system backs
+        // all anonymous memory with huge pages (transparent huge pages set to `always`).
+        let advice = if huge_pages {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
         // SAFETY: advice on our own reservation; it never changes what the memory holds or
         // who may access it, and failure (a kernel without transparent huge pages) is harmless.
-        let huge_pages = huge_pages
-            && unsafe { libc::madvise(base.cast(), MEMORY_RESERVATION, libc::MADV_HUGEPAGE) } == 0;
+        let advised = unsafe { libc::madvise(base.cast(), MEMORY_RESERVATION, advice) } == 0;
+        let huge_pages = huge_pages && advised;
         let mut mem = LinearMemory {
             vm: Box::new(VMMemory { base, length: 0 }),
             max_pages,
@@ -153,21 +160,31 @@ fn reserve_aligned() -> anyhow::Result<*mut u8> {
             std::io::Error::last_os_error()
         );
     }
-    let raw = raw as usize;
-    let base = raw.next_multiple_of(HUGE_PAGE);
-    let head = base - raw;
-    let tail = size - head - MEMORY_RESERVATION;
+    let (base, head, tail) = aligned_split(raw as usize, size);
     // SAFETY: both ranges are page-aligned parts of the mapping just made that lie outside
-    // [base, base + MEMORY_RESERVATION), which is kept; unmapping them cannot fail.
+    // [base, base + MEMORY_RESERVATION), which is kept. Should an unmap fail (the process at
+    // its limit of mappings), the slack stays reserved and inaccessible: address space lost,
+    // nothing else.
     unsafe {
         if head > 0 {
-            libc::munmap(raw as *mut libc::c_void, head);
+            let rc = libc::munmap(raw, head);
+            debug_assert_eq!(rc, 0, "unmapping the slack before a reservation");
         }
         if tail > 0 {
-            libc::munmap((base + MEMORY_RESERVATION) as *mut libc::c_void, tail);
+            let rc = libc::munmap((base + MEMORY_RESERVATION) as *mut libc::c_void, tail);
+            debug_assert_eq!(rc, 0, "unmapping the slack after a reservation");
         }
     }
     Ok(base as *mut u8)
+}
+
+/// For a mapping of `size` bytes at `raw` (page-aligned, `size >= MEMORY_RESERVATION +
+/// HUGE_PAGE`): the first [`HUGE_PAGE`] boundary in it, where the reservation starts, and the
+/// bytes before and after the reservation to give back.
+fn aligned_split(raw: usize, size: usize) -> (usize, usize, usize) {
+    let base = raw.next_multiple_of(HUGE_PAGE);
+    let head = base - raw;
+    (base, head, size - head - MEMORY_RESERVATION)
 }
 
 impl Drop for LinearMemory {
@@ -230,7 +247,31 @@ mod tests {
     }
 
     #[test]
-    fn reservations_start_on_a_huge_page_boundary() {
+    fn the_reservation_is_the_first_huge_page_boundary_of_the_mapping() {
+        let size = MEMORY_RESERVATION + HUGE_PAGE;
+        for raw in [HUGE_PAGE * 7, HUGE_PAGE * 7 + 4096, HUGE_PAGE * 8 - 4096] {
+            let (base, head, tail) = aligned_split(raw, size);
+            assert_eq!(base % HUGE_PAGE, 0);
+            assert!(base >= raw && base - raw < HUGE_PAGE, "{raw:#x}: {base:#x}");
+            assert_eq!(
+                base,
+                raw + head,
+                "the head ends where the reservation starts"
+            );
+            assert_eq!(
+                base + MEMORY_RESERVATION + tail,
+                raw + size,
+                "the tail ends where the mapping ends"
+            );
+        }
+        assert_eq!(
+            aligned_split(HUGE_PAGE * 7, size),
+            (HUGE_PAGE * 7, 0, HUGE_PAGE)
+        );
+        assert_eq!(
+            aligned_split(HUGE_PAGE * 8 - 4096, size),
+            (HUGE_PAGE * 8, 4096, HUGE_PAGE - 4096)
+        );
         for huge in [false, true] {
             let mems: Vec<_> = (0..4)
                 .map(|_| LinearMemory::new(1, None, huge).unwrap())
@@ -238,6 +279,40 @@ mod tests {
             for m in &mems {
                 assert_eq!(m.vm.base as usize % HUGE_PAGE, 0, "huge pages: {huge}");
             }
+        }
+    }
+
+    /// The permissions (`rw-p`, `---p`, ...) of the mapping in `/proc/self/maps` that holds
+    /// `addr`.
+    fn permissions_at(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (lo, hi) = fields.next()?.split_once('-')?;
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).ok()?,
+                usize::from_str_radix(hi, 16).ok()?,
+            );
+            (lo..hi)
+                .contains(&addr)
+                .then(|| fields.next().map(str::to_string))?
+        })
+    }
+
+    #[test]
+    fn the_guard_region_stays_inaccessible_under_the_advice() {
+        let mut m = LinearMemory::new(1, None, true).unwrap();
+        m.grow((HUGE_PAGE / WASM_PAGE) as u64).unwrap();
+        let base = m.vm.base as usize;
+        let len = m.vm.length;
+        assert_eq!(permissions_at(base).as_deref(), Some("rw-p"));
+        assert_eq!(permissions_at(base + len - 1).as_deref(), Some("rw-p"));
+        for past in [len, len + HUGE_PAGE, MEMORY_RESERVATION - 1] {
+            assert_eq!(
+                permissions_at(base + past).as_deref(),
+                Some("---p"),
+                "{past:#x} bytes past the base"
+            );
         }
     }
 
@@ -262,6 +337,8 @@ mod tests {
             Some("always") => {
                 assert!(on.huge_pages());
                 assert_eq!(thp_eligible(on.vm.base as usize), Some(true));
+                // MADV_NOHUGEPAGE opts out even here.
+                assert_eq!(thp_eligible(off.vm.base as usize), Some(false));
             }
             // `never`, or no transparent huge pages at all: nothing to observe beyond the
             // memory working, checked above.
