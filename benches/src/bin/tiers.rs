@@ -1058,7 +1058,8 @@ fn report(opts: &Options, results: &[KernelResult]) {
             "off (--no-prefetch)"
         }
     );
-    let thp = thp_mode();
+    let thp =
+        spate::vm::memory::transparent_huge_page_mode().unwrap_or_else(|| "unknown".to_string());
     println!(
         "Wasm memory: {}; native arrays: {} (the system's transparent huge pages: {thp})",
         if opts.huge_pages {
@@ -1269,19 +1270,6 @@ fn main() -> Result<()> {
     }
     report(&opts, &results);
     Ok(())
-}
-
-/// The system's transparent-huge-page mode, as `/sys/kernel/mm/transparent_hugepage/enabled`
-/// marks it (`always`, `madvise` or `never`), or `unknown`.
-fn thp_mode() -> String {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-        .ok()
-        .and_then(|s| {
-            let start = s.find('[')? + 1;
-            let end = start + s[start..].find(']')?;
-            Some(s[start..end].to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 #[cfg(test)]

@@ -178,6 +178,17 @@ fn reserve_aligned() -> anyhow::Result<*mut u8> {
     Ok(base as *mut u8)
 }
 
+/// The system's transparent-huge-page mode, as `/sys/kernel/mm/transparent_hugepage/enabled`
+/// marks it: `always` (all anonymous memory may get huge pages), `madvise` (only advised
+/// memory, such as linear memories with [`Config::memory_huge_pages`](crate::Config::memory_huge_pages))
+/// or `never`; `None` when the kernel has no such setting.
+pub fn transparent_huge_page_mode() -> Option<String> {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    let start = s.find('[')? + 1;
+    let end = start + s[start..].find(']')?;
+    Some(s[start..end].to_string())
+}
+
 /// For a mapping of `size` bytes at `raw` (page-aligned, `size >= MEMORY_RESERVATION +
 /// HUGE_PAGE`): the first [`HUGE_PAGE`] boundary in it, where the reservation starts, and the
 /// bytes before and after the reservation to give back.
@@ -217,33 +228,41 @@ mod tests {
         assert!(LinearMemory::new(2, Some(1), true).is_err());
     }
 
-    /// The system-wide transparent-huge-page mode: `always`, `madvise` or `never` (`None`
-    /// when the kernel has no such setting).
-    fn thp_mode() -> Option<String> {
-        let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
-        let start = s.find('[')? + 1;
-        let end = start + s[start..].find(']')?;
-        Some(s[start..end].to_string())
-    }
-
-    /// The `THPeligible` field of the mapping in `/proc/self/smaps` that holds `addr`.
-    fn thp_eligible(addr: usize) -> Option<bool> {
+    /// The block of `/proc/self/smaps` describing the mapping that holds `addr`: its header
+    /// line (`lo-hi perms offset dev inode [path]`) and then its `Field: value` lines.
+    fn smaps_of(addr: usize) -> Option<Vec<String>> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-        let mut inside = false;
+        let mut block: Option<Vec<String>> = None;
         for line in smaps.lines() {
             let first = line.split_whitespace().next().unwrap_or("");
             if let Some((lo, hi)) = first.split_once('-')
                 && let (Ok(lo), Ok(hi)) =
                     (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
             {
-                inside = (lo..hi).contains(&addr);
-                continue;
-            }
-            if inside && let Some(v) = line.strip_prefix("THPeligible:") {
-                return Some(v.trim() == "1");
+                if block.is_some() {
+                    break;
+                }
+                if (lo..hi).contains(&addr) {
+                    block = Some(vec![line.to_string()]);
+                }
+            } else if let Some(b) = &mut block {
+                b.push(line.to_string());
             }
         }
-        None
+        block
+    }
+
+    /// The permissions (`rw-p`, `---p`, ...) of the mapping that holds `addr`.
+    fn permissions_at(addr: usize) -> Option<String> {
+        let block = smaps_of(addr)?;
+        block[0].split_whitespace().nth(1).map(str::to_string)
+    }
+
+    /// The `THPeligible` field of the mapping that holds `addr`.
+    fn thp_eligible(addr: usize) -> Option<bool> {
+        smaps_of(addr)?
+            .iter()
+            .find_map(|l| l.strip_prefix("THPeligible:").map(|v| v.trim() == "1"))
     }
 
     #[test]
@@ -282,23 +301,6 @@ mod tests {
         }
     }
 
-    /// The permissions (`rw-p`, `---p`, ...) of the mapping in `/proc/self/maps` that holds
-    /// `addr`.
-    fn permissions_at(addr: usize) -> Option<String> {
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        maps.lines().find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (lo, hi) = fields.next()?.split_once('-')?;
-            let (lo, hi) = (
-                usize::from_str_radix(lo, 16).ok()?,
-                usize::from_str_radix(hi, 16).ok()?,
-            );
-            (lo..hi)
-                .contains(&addr)
-                .then(|| fields.next().map(str::to_string))?
-        })
-    }
-
     #[test]
     fn the_guard_region_stays_inaccessible_under_the_advice() {
         let mut m = LinearMemory::new(1, None, true).unwrap();
@@ -328,7 +330,7 @@ mod tests {
                 1024
             );
         }
-        match thp_mode().as_deref() {
+        match transparent_huge_page_mode().as_deref() {
             Some("madvise") => {
                 assert!(on.huge_pages(), "the kernel accepts the advice");
                 assert_eq!(thp_eligible(on.vm.base as usize), Some(true));
