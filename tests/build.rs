@@ -61,6 +61,7 @@ fn main() {
         ("baseline", "Baseline"),
         ("optimized", "Optimized"),
         ("tiered", "Tiered"),
+        ("osr", "Osr"),
     ] {
         writeln!(
             out,

@@ -96,6 +96,7 @@ pub struct Config {
     pub(crate) llvm_pipeline: LlvmPipeline,
     pub(crate) llvm_prefetch: bool,
     pub(crate) memory_huge_pages: bool,
+    pub(crate) osr_at_every_loop: bool,
 }
 
 impl Default for Config {
@@ -117,6 +118,7 @@ impl Default for Config {
             llvm_pipeline: LlvmPipeline::default(),
             llvm_prefetch: true,
             memory_huge_pages: true,
+            osr_at_every_loop: false,
         }
     }
 }
@@ -176,6 +178,17 @@ impl Config {
     /// `0` asks at every function's first call and every loop's first iteration.
     pub fn tier_up_threshold(&mut self, n: u32) -> &mut Self {
         self.tier_up_threshold = n;
+        self
+    }
+
+    /// A testing aid for on-stack replacement (tiered mode; off by default): every loop header
+    /// whose budget runs out (with threshold 0, every eligible loop's first header) waits for
+    /// the OSR entry of its own loop, a region entry where the optimizing tier can compile one,
+    /// and takes it, so the program goes back and forth between the tiers at every loop. Slow:
+    /// for tests that want every loop's way into optimized code and back exercised, such as
+    /// the specification scripts.
+    pub fn osr_at_every_loop(&mut self, on: bool) -> &mut Self {
+        self.osr_at_every_loop = on;
         self
     }
 

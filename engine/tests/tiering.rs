@@ -408,16 +408,18 @@ fn set_up_then_kernel_run(phases: bool) -> spate::Stats {
 
 #[test]
 fn one_direct_entry_serves_the_loop_nest_after_the_set_up() {
-    // The set-up loop gets hot first and asks for the function's first entry, which serves
-    // every top-level loop: the kernel's outer loop takes it, with no second compile.
+    // The set-up loop gets hot first and asks for the function's first entry: the region of
+    // the loop nest the program reaches next, the kernel, whose outer loop takes it, with no
+    // second compile.
     set_up_then_kernel_run(false);
 }
 
 #[test]
 fn a_loop_over_phases_is_entered_at_the_phase_running() {
-    // The phase loop runs once and holds the set-up loop and the kernel: the first entry also
-    // serves the loops directly inside it, so the kernel's outer loop takes it although the
-    // phase loop's header never comes round again, and nothing else is compiled.
+    // The phase loop runs once and holds the set-up loop and the kernel: the first entry is the
+    // region of the loop nest inside it that the program reaches next, the kernel, so the
+    // kernel's outer loop takes it although the phase loop's header never comes round again,
+    // and nothing else is compiled.
     let stats = set_up_then_kernel_run(true);
     assert_eq!(stats.osr_outer_entries, 1, "{stats}");
 }
@@ -511,27 +513,126 @@ fn two_nests_expect(outer_a: i32, n: i32, outer_b: i32) -> i32 {
 }
 
 #[test]
-fn a_function_called_again_reuses_its_direct_entry_without_a_new_compile() {
-    // First call: nest A runs once, nest B gets hot, and the function's direct entry (serving
-    // both outer loops) is taken at B's outer loop. Second call, long after that entry was
-    // installed: nest A runs long enough for its inner loop to get hot first, so A's outer loop
-    // is armed and its header takes the entry already there. Nothing more is compiled for OSR:
-    // a speculative entry for the inner loop is only for an outer loop whose header does not
-    // come round in time, counted from when it was armed.
+fn a_function_called_again_gets_a_region_for_its_other_nest_and_its_own_code() {
+    // First call: nest A runs once, nest B gets hot, and the region entry of B's outer loop is
+    // compiled and taken. Second call: nest A runs long enough to get hot and gets a region of
+    // its own (not the whole function: B's region is still there); B takes its entry again,
+    // which, B being a top-level loop, means the function was called again, so its own code is
+    // compiled too. Results stay right throughout.
     let mut f = CalledAgain::new(&two_nests());
     let n = 200;
     let (acc, outer, stats) = f.call(&[Val::I32(1), Val::I32(n)]);
     assert_eq!((stats.osr_entries, stats.osr_compiled), (1, 1), "{stats}");
+    assert_eq!(stats.tier_ups, 0, "{stats}");
     assert_eq!(acc, two_nests_expect(1, n, outer));
 
-    // Well past the speculation delay since the entry was installed.
-    std::thread::sleep(Duration::from_millis(50));
-    let outer_a = 100;
+    let outer_a = 2000;
     let (acc, outer, stats) = f.call(&[Val::I32(outer_a), Val::I32(n)]);
-    assert_eq!(stats.osr_entries, 2, "{stats}");
-    assert_eq!(stats.osr_compiled, 1, "{stats}");
+    assert_eq!(stats.osr_compiled, 2, "{stats}");
+    assert!(stats.osr_entries >= 2, "{stats}");
+    assert_eq!(stats.tier_ups, 1, "{stats}");
     assert_eq!(stats.tier_up_failures, 0, "{stats}");
     assert_eq!(acc, two_nests_expect(outer_a, n, outer));
+}
+
+/// Rounds of [`rounds_of_a_kernel`]: each runs a set-up loop, then a loop nest whose outer loop
+/// polls the host with the round's number (the host stops it a few polls after an OSR entry
+/// was taken in that round), then a tail loop, all inside an outer loop over the rounds.
+const ROUNDS: i32 = 3;
+
+fn rounds_of_a_kernel() -> String {
+    format!(
+        r#"(module
+  (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
+  (func (export "run") (param $n i32) (result i32 i32)
+    (local $i i32) (local $j i32) (local $acc i32) (local $r i32) (local $k i32)
+    (loop $rounds
+      (local.set $k (i32.const 0))
+      (loop $setup
+        (local.set $acc (i32.xor (local.get $acc) (local.get $k)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br_if $setup (i32.lt_u (local.get $k) (i32.const 5000))))
+      (local.set $i (i32.const 0))
+      {}
+      (local.set $k (i32.const 0))
+      (loop $tail
+        (local.set $acc (i32.add (local.get $acc) (i32.const 3)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br_if $tail (i32.lt_u (local.get $k) (i32.const 5000))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br_if $rounds (i32.lt_u (local.get $r) (i32.const {ROUNDS}))))
+    (local.get $acc)
+    (local.get $i)))"#,
+        loop_nest("", 31, "(call $keep_going (local.get $r))")
+    )
+}
+
+#[test]
+fn a_region_entry_returns_to_the_baseline_and_is_taken_again_next_round() {
+    // The kernel's region entry runs the nest in LLVM code and, when the nest ends, leaves to
+    // the baseline, which runs the tail loop, the next round's set-up loop, and takes the
+    // entry again at the nest's header. The region of a loop inside another loop can be taken
+    // many times in one call, so it never makes the function's own code be compiled.
+    let engine = tiered_engine(1000);
+    let module = Module::new(&engine, wat(&rounds_of_a_kernel())).unwrap();
+    let mut store = Store::new(&engine, ());
+    let probe = engine.clone();
+    let started = Instant::now();
+    // The round polling, the OSR entries taken before it (by the end of the round before: a
+    // round's entry is taken before its first poll), polls since one was taken in the round,
+    // and the entries seen at the last poll.
+    let state = std::sync::Mutex::new((-1i32, 0u64, 0u32, 0u64));
+    let outers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i32>::new()));
+    let seen = outers.clone();
+    let keep_going = Func::wrap(&mut store, move |round: i32| -> i32 {
+        let mut st = state.lock().unwrap();
+        let entries = probe.stats().osr_entries;
+        if st.0 != round {
+            *st = (round, st.3, 0, entries);
+            seen.lock().unwrap().push(0);
+        }
+        st.3 = entries;
+        *seen.lock().unwrap().last_mut().unwrap() += 1;
+        if entries > st.1 {
+            st.2 += 1;
+        }
+        i32::from(st.2 < 3 && started.elapsed() < PATIENCE)
+    });
+    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+    let run = inst.get_func(&store, "run").unwrap();
+    let mut results = [Val::I32(0), Val::I32(0)];
+    let n = 2000;
+    run.call(&mut store, &[Val::I32(n)], &mut results).unwrap();
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    let stats = engine.stats();
+    // One entry per round: the kernel's region (the set-up and tail loops may get regions of
+    // their own, and be entered through them, in later rounds).
+    assert!(stats.osr_entries >= ROUNDS as u64, "{stats}");
+    assert_eq!(stats.tier_ups, 0, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    // The reference: the rounds with the outer-loop counts the host allowed.
+    let polls = outers.lock().unwrap().clone();
+    assert_eq!(polls.len(), ROUNDS as usize, "{polls:?}");
+    let (mut acc, mut i) = (0i32, 0i32);
+    for rounds in polls {
+        for k in 0..5000 {
+            acc ^= k;
+        }
+        i = 0;
+        for round_i in 0..rounds {
+            for j in 0..n {
+                acc = acc
+                    .wrapping_mul(31)
+                    .wrapping_add(round_i.wrapping_mul(n).wrapping_add(j));
+            }
+        }
+        i += rounds;
+        acc = acc.wrapping_add(3 * 5000);
+    }
+    let (Val::I32(got_acc), Val::I32(got_i)) = (results[0].clone(), results[1].clone()) else {
+        panic!("unexpected results {results:?}");
+    };
+    assert_eq!((got_acc, got_i), (acc, i));
 }
 
 #[test]

@@ -107,6 +107,9 @@ pub struct EngineSettings {
     pub no_llvm_prefetch: bool,
     /// Do not advise linear memories for transparent huge pages (advised by default).
     pub no_huge_pages: bool,
+    /// Every loop header whose budget runs out waits for its loop's OSR entry and takes it (a
+    /// testing aid, see [`Config::osr_at_every_loop`]).
+    pub osr_at_every_loop: bool,
 }
 
 impl EngineSettings {
@@ -131,6 +134,7 @@ impl EngineSettings {
         }
         config.llvm_prefetch(!self.no_llvm_prefetch);
         config.memory_huge_pages(!self.no_huge_pages);
+        config.osr_at_every_loop(self.osr_at_every_loop);
         config.wasm_multi_memory(self.multi_memory);
         Engine::new(&config)
     }

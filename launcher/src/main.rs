@@ -198,6 +198,7 @@ impl EngineArgs {
             llvm_pipeline: self.llvm_pipeline.map(PipelineChoice::pipeline),
             no_llvm_prefetch: self.no_llvm_prefetch,
             no_huge_pages: self.no_huge_pages,
+            osr_at_every_loop: false,
         }
     }
 }
@@ -219,6 +220,14 @@ struct WastArgs {
     /// Example: `--await-tier-up`
     #[arg(long)]
     await_tier_up: bool,
+
+    /// Tiered mode: every loop header whose tier-up budget runs out (with
+    /// `--tier-up-threshold 0`, the first header of every loop entered with an empty operand
+    /// stack) waits for the on-stack-replacement entry of its loop and takes it, so the script
+    /// moves between baseline and optimized code at every loop (a slow testing aid).
+    /// Example: `--osr-at-every-loop`
+    #[arg(long)]
+    osr_at_every_loop: bool,
 
     /// Script files to run; a directory runs every `.wast` file in it, in name order.
     /// Example: `spate wast i32.wast memory.wast`
@@ -329,7 +338,11 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn wast(args: &WastArgs) -> ExitCode {
-    let engine = match build_engine(&args.engine.settings()) {
+    let settings = EngineSettings {
+        osr_at_every_loop: args.osr_at_every_loop,
+        ..args.engine.settings()
+    };
+    let engine = match build_engine(&settings) {
         Ok(engine) => engine,
         Err(code) => return code,
     };
@@ -345,7 +358,7 @@ fn wast(args: &WastArgs) -> ExitCode {
     if !args.engine.multi_memory {
         let multi = EngineSettings {
             multi_memory: true,
-            ..args.engine.settings()
+            ..settings
         };
         match build_engine(&multi) {
             Ok(engine) => {

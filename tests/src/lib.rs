@@ -49,14 +49,19 @@ pub enum SpecConfig {
     /// the swaps it caused, so the next directives run the optimized code); loops take OSR
     /// entries as soon as they exist.
     Tiered,
+    /// As `Tiered`, plus `--osr-at-every-loop`: the first header of every OSR-eligible loop
+    /// waits for the loop's OSR entry (a region entry where the LLVM tier compiles one) and
+    /// takes it, so every such loop moves to LLVM code mid-run and, leaving the loop, back.
+    Osr,
 }
 
 impl SpecConfig {
     /// Every configuration, in the order the generated tests list them.
-    pub const ALL: [SpecConfig; 3] = [
+    pub const ALL: [SpecConfig; 4] = [
         SpecConfig::Baseline,
         SpecConfig::Optimized,
         SpecConfig::Tiered,
+        SpecConfig::Osr,
     ];
 
     /// The name used in test module names and in `spec-known-failures.txt`.
@@ -65,6 +70,7 @@ impl SpecConfig {
             SpecConfig::Baseline => "baseline",
             SpecConfig::Optimized => "optimized",
             SpecConfig::Tiered => "tiered",
+            SpecConfig::Osr => "osr",
         }
     }
 
@@ -72,12 +78,13 @@ impl SpecConfig {
         let (tier, tier_up_threshold) = match self {
             SpecConfig::Baseline => (TierChoice::Baseline, None),
             SpecConfig::Optimized => (TierChoice::Optimized, None),
-            SpecConfig::Tiered => (TierChoice::Tiered, Some(0)),
+            SpecConfig::Tiered | SpecConfig::Osr => (TierChoice::Tiered, Some(0)),
         };
         EngineSettings {
             tier,
             multi_memory,
             tier_up_threshold,
+            osr_at_every_loop: self == SpecConfig::Osr,
             ..EngineSettings::default()
         }
     }
@@ -85,7 +92,8 @@ impl SpecConfig {
     /// The engine shared by every script of this configuration (each script still gets its own
     /// store); `multi_memory` selects the one for scripts that test multiple memories.
     pub fn engine(self, multi_memory: bool) -> &'static Engine {
-        static ENGINES: [[OnceLock<Engine>; 2]; 3] = [
+        static ENGINES: [[OnceLock<Engine>; 2]; 4] = [
+            [OnceLock::new(), OnceLock::new()],
             [OnceLock::new(), OnceLock::new()],
             [OnceLock::new(), OnceLock::new()],
             [OnceLock::new(), OnceLock::new()],
@@ -105,7 +113,7 @@ pub fn spec_report(config: SpecConfig, folder: &str, name: &str) -> FileReport {
     let file = format!("{folder}/{name}");
     let mut runner = WastRunner::new(config.engine(false).clone());
     runner.multi_memory_engine(config.engine(true).clone());
-    runner.await_tier_up(config == SpecConfig::Tiered);
+    runner.await_tier_up(matches!(config, SpecConfig::Tiered | SpecConfig::Osr));
     std::thread::Builder::new()
         .name(file.clone())
         .stack_size(SCRIPT_STACK_SIZE)

@@ -32,9 +32,39 @@
 //! entry continues the function from that loop header and returns the function's results with
 //! the same convention as the function itself. Only loops entered with an empty operand stack
 //! (no values on it in any enclosing block, and no loop parameters) have OSR entries.
+//!
+//! After the locals comes one more slot, the *status*: the caller writes [`OSR_RETURNED`] into
+//! its low 32 bits before the call. An entry that runs the function to its end leaves it so.
+//! A *region* entry (see
+//! [`FunctionCompiler::compile_osr_region`](crate::FunctionCompiler::compile_osr_region)) holds
+//! the code of one loop only; when the program leaves that loop it writes every local back into
+//! the array, writes an exit code into the status slot ([`osr_exit_label`],
+//! [`osr_exit_end`]) and returns (its results are then meaningless). The caller reloads the
+//! locals and continues at the exit's target in its own code. Exit codes name frames of the
+//! control stack at the loop header by their position from the bottom: 0 is the function
+//! body, then each enclosing `block`, `loop` and `if` in nesting order, up to the loop itself.
+//! Exits never carry values: a region whose exits would is not compiled.
 
 /// Size of one slot of a multi-value return area and of a [`ValRaw`].
 pub const RET_AREA_SLOT: u32 = 16;
+
+/// The status an OSR transfer writes after the locals before it calls the entry (see the
+/// [module documentation](self#on-stack-replacement-entries)); an entry that returns from the
+/// function leaves it.
+pub const OSR_RETURNED: u32 = u32::MAX;
+
+/// The exit code of a region entry that leaves its loop by a branch to the label of frame
+/// `frame` (counted from the function body, 0): the header of a `loop`, the end of a `block`
+/// or `if`.
+pub const fn osr_exit_label(frame: u32) -> u32 {
+    2 * frame
+}
+
+/// The exit code of a region entry that leaves its loop by falling through the `end` of frame
+/// `frame` (its own loop; counted from the function body, 0).
+pub const fn osr_exit_end(frame: u32) -> u32 {
+    2 * frame + 1
+}
 
 /// One untyped wasm value in memory: 16 bytes, little-endian, the value in the low bytes.
 #[repr(C, align(16))]

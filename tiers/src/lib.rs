@@ -173,6 +173,33 @@ pub trait FunctionCompiler {
         ))
     }
 
+    /// Compiles a *region* entry of function `func_index`: the code of loop `region` alone
+    /// (the loops inside it included), entered at its header, with the signature of any
+    /// [OSR entry](crate::abi#on-stack-replacement-entries) and `region` as its one loop
+    /// index. When the program leaves the loop (past its `end`, or by a branch to an enclosing
+    /// label) the entry writes the locals back and returns an exit code in the status slot, and
+    /// the baseline code continues from there; a `return` inside the loop returns from the
+    /// function as usual. So its compile time depends on the loop, not on the function around
+    /// it. `checked` has the meaning it has for
+    /// [`compile_osr_entries`](Self::compile_osr_entries). Returns the entry and the loops it
+    /// serves (`[region]`). A region whose exits would carry values (a branch out to a label
+    /// that takes operands, or a loop with results), or that has parameters, is
+    /// [`Unsupported`](CompileErrorKind::Unsupported), as are tiers without OSR support.
+    fn compile_osr_region(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        region: u32,
+        checked: bool,
+    ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
+        let _ = (module, func_index, checked);
+        Err(CompileError::unsupported(
+            format!("this tier does not compile on-stack-replacement regions (loop {region})"),
+            body.range().start as usize,
+        ))
+    }
+
     /// A trampoline with the [`abi::HostToWasmTrampoline`] signature for wasm functions of type
     /// `ty`: it reads the parameters from a [`abi::ValRaw`] array, calls the function and writes
     /// the results back to the same array.

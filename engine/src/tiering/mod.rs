@@ -102,6 +102,10 @@ enum OsrState {
     Ready {
         why: OsrWhy,
         entry: *const u8,
+        /// Whether the entry may be taken more than once in one call of the function: a region
+        /// entry (which returns to the baseline when its loop ends) of a loop nested in another
+        /// loop. Taking any other entry again means the function was called again.
+        reentrant: bool,
         /// When the entry was installed.
         at: Instant,
         /// Since when the loop has been armed for a hot inner loop, waiting for its header to
@@ -178,9 +182,13 @@ impl ModuleTiering {
 pub(crate) enum Job {
     /// The function's own code, installed in its entry.
     Function,
-    /// An OSR entry for one loop, reached through the headers of the loops enclosing it, so
-    /// those stay ordinary loops in the optimized code.
-    Osr(u32),
+    /// An OSR entry for one loop: a region entry holding that loop alone (see
+    /// `FunctionCompiler::compile_osr_region`), which leaves to the baseline when the loop
+    /// does; where the tier declines a region (exits that carry values), an entry of the whole
+    /// function reached through the headers of the loops enclosing the loop, so those stay
+    /// ordinary loops in the optimized code. `checked`: the tier may specialise the entry on
+    /// the values the loop starts from.
+    Osr { loop_index: u32, checked: bool },
     /// One OSR entry serving several loops, each entered directly; `checked` is the loop the
     /// entry is expected to be taken at ([`next_loop_nest`]), which the tier may specialise
     /// its way into (see `FunctionCompiler::compile_osr_entries`).
@@ -374,37 +382,56 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             compile_function_job(engine, compiler, &module, tiering, &req, &reader);
             return;
         }
-        Job::Osr(loop_index) => (vec![*loop_index], {
+        &Job::Osr {
+            loop_index,
+            checked,
+        } => (vec![loop_index], {
             let started = Instant::now();
-            guarded(|| compiler.compile_osr_entry(&module.info, func_index, &reader, *loop_index))
-                .map(|f| (f, vec![*loop_index], started.elapsed()))
+            let info = &module.info;
+            match guarded(|| {
+                compiler.compile_osr_region(info, func_index, &reader, loop_index, checked)
+            }) {
+                Ok((f, served)) => Ok((f, served, started.elapsed(), true)),
+                Err(e) if e.kind == spate_tiers::CompileErrorKind::Unsupported => {
+                    trace!("f{func_index} loop {loop_index}: no region entry ({e})");
+                    guarded(|| compiler.compile_osr_entry(info, func_index, &reader, loop_index))
+                        .map(|f| (f, vec![loop_index], started.elapsed(), false))
+                }
+                Err(e) => Err(e),
+            }
         }),
         Job::OsrDirect { loops, checked } => (loops.clone(), {
             let started = Instant::now();
             guarded(|| {
                 compiler.compile_osr_entries(&module.info, func_index, &reader, loops, *checked)
             })
-            .map(|(f, served)| (f, served, started.elapsed()))
+            .map(|(f, served)| (f, served, started.elapsed(), false))
         }),
     };
     trace!(
         "f{func_index} {:?}: OSR entry {} ({:.1} ms after the request)",
         req.job,
         match &r {
-            Ok((_, served, t)) => format!(
-                "for loops {served:?} compiled in {:.1} ms",
+            Ok((_, served, t, region)) => format!(
+                "{}for loops {served:?} compiled in {:.1} ms",
+                if *region { "(region) " } else { "" },
                 t.as_secs_f64() * 1e3
             ),
             Err(e) => format!("failed: {e}"),
         },
         req.requested.elapsed().as_secs_f64() * 1e3
     );
-    let installed = r.and_then(|(f, served, elapsed)| {
-        install(tiering, func_index, f).map(|(ptr, bytes)| (ptr, bytes, served, elapsed))
+    let installed = r.and_then(|(f, served, elapsed, region)| {
+        let nested = |l: u32| {
+            let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
+            parents.get(l as usize).is_some_and(Option::is_some)
+        };
+        let region = region && served.iter().all(|&l| nested(l));
+        install(tiering, func_index, f).map(|(ptr, bytes)| (ptr, bytes, served, elapsed, region))
     });
     let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
     match installed {
-        Ok((ptr, bytes, served, elapsed)) => {
+        Ok((ptr, bytes, served, elapsed, region)) => {
             stats.optimized.record_osr(bytes, elapsed);
             stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
             stats.record_install_latency(req.requested.elapsed());
@@ -418,6 +445,7 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
                     OsrState::Ready {
                         why,
                         entry: ptr,
+                        reentrant: region,
                         at,
                         armed_since: None,
                     }
@@ -426,10 +454,12 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
                 };
                 osr.insert((req.def_index, l), state);
             }
-            if let Job::Osr(loop_index) = req.job {
-                // The loop's header takes the entry at its next iteration, whatever its budget.
-                // (A direct entry is armed by the next budget check that finds it: which of its
-                // loops to arm depends on where the program is by then.)
+            if let Job::Osr { loop_index, .. } = req.job {
+                // The loop's header takes the entry at its next iteration, whatever its budget,
+                // and (while nothing else is armed) every time it comes round again: a region
+                // entry ends with its loop, which may run again later. (A direct entry is armed
+                // by the next budget check that finds it: which of its loops to arm depends on
+                // where the program is by then.)
                 module.budgets[tiering.bodies.len() + def]
                     .store(loop_index.saturating_add(1) as i32, Ordering::Relaxed);
             }
@@ -578,14 +608,20 @@ pub(crate) fn osr_entry(
         if let Some(OsrState::Ready {
             entry,
             why,
+            reentrant,
             armed_since,
             ..
         }) = osr.get_mut(&(def_index, loop_index))
         {
-            let (entry, why) = (*entry, *why);
+            let (entry, why, reentrant) = (*entry, *why, *reentrant);
             *armed_since = None;
             drop(osr);
-            return take_osr_entry(engine, module, tiering, def_index, entry, why, loop_index);
+            let taken = Taken {
+                entry,
+                why,
+                reentrant,
+            };
+            return take_osr_entry(engine, module, tiering, def_index, taken, loop_index);
         }
         let _ = armed.compare_exchange(
             loop_index.saturating_add(1) as i32,
@@ -596,10 +632,13 @@ pub(crate) fn osr_entry(
         return std::ptr::null();
     }
     tiering.heat[def].fetch_add(1, Ordering::Relaxed);
+    if engine.0.config.osr_at_every_loop {
+        return osr_entry_now(engine, module, tiering, osr, def_index, loop_index);
+    }
     let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
     let chain = loop_chain(parents, outer_loop, loop_index);
     // A single-loop entry for loop `l`.
-    let request_single = |osr: std::sync::MutexGuard<'_, _>, l: u32| {
+    let request_single = |osr: std::sync::MutexGuard<'_, _>, l: u32, checked: bool| {
         let why = OsrWhy::of(l, loop_index);
         request_osr(
             engine,
@@ -607,7 +646,10 @@ pub(crate) fn osr_entry(
             tiering,
             osr,
             def_index,
-            Job::Osr(l),
+            Job::Osr {
+                loop_index: l,
+                checked,
+            },
             &[(l, why)],
         )
     };
@@ -617,6 +659,7 @@ pub(crate) fn osr_entry(
         let Some(OsrState::Ready {
             why,
             entry,
+            reentrant,
             at,
             armed_since,
         }) = osr.get_mut(&(def_index, l))
@@ -626,9 +669,13 @@ pub(crate) fn osr_entry(
         if l == loop_index {
             // The hot loop takes its own entry (whatever it was once armed for).
             *armed_since = None;
-            let entry = *entry;
+            let taken = Taken {
+                entry: *entry,
+                why: OsrWhy::Own,
+                reentrant: *reentrant,
+            };
             drop(osr);
-            return take_osr_entry(engine, module, tiering, def_index, entry, OsrWhy::Own, l);
+            return take_osr_entry(engine, module, tiering, def_index, taken, l);
         }
         // An enclosing loop's header takes it next time round.
         armed.store(l.saturating_add(1) as i32, Ordering::Relaxed);
@@ -636,7 +683,7 @@ pub(crate) fn osr_entry(
         let waiting_since = (*armed_since.get_or_insert_with(Instant::now)).max(*at);
         let next = chain[i + 1];
         if waiting_since.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
-            request_single(osr, next);
+            request_single(osr, next, false);
         }
         return std::ptr::null();
     }
@@ -646,16 +693,23 @@ pub(crate) fn osr_entry(
     {
         return std::ptr::null();
     }
-    // Nothing installed or under way on the chain: the function's direct entry if it has not
+    // Nothing installed or under way on the chain: the function's first entry if it has not
     // been asked for and covers a loop of the chain, else a single entry, outermost first.
     if !tiering.osr_direct[def].load(Ordering::Relaxed) {
         let loops = direct_entry_loops(parents);
         if chain.iter().any(|l| loops.contains(l)) {
+            let checked = next_loop_nest(&loops, parents, loop_index);
+            if let Some(nest) = checked.filter(|&l| !holds_served(&loops, parents, l)) {
+                // The loop nest the program is in or reaches next: its region alone.
+                if request_single(osr, nest, true) {
+                    tiering.osr_direct[def].store(true, Ordering::Relaxed);
+                }
+                return std::ptr::null();
+            }
             let pending: Vec<(u32, OsrWhy)> = loops
                 .iter()
                 .map(|&l| (l, OsrWhy::of(l, loop_index)))
                 .collect();
-            let checked = next_loop_nest(&loops, parents, loop_index);
             if request_osr(
                 engine,
                 module,
@@ -670,10 +724,80 @@ pub(crate) fn osr_entry(
             return std::ptr::null();
         }
     }
-    if let Some(&l) = chain.iter().find(|&&l| !osr.contains_key(&(def_index, l))) {
-        request_single(osr, l);
+    // Outermost first, but not a loop over phases when a loop nest inside it can have its own
+    // region: the nest is what runs now, the phase loop is most of the function.
+    let served = direct_entry_loops(parents);
+    let without: Vec<u32> = chain
+        .iter()
+        .copied()
+        .filter(|&l| !osr.contains_key(&(def_index, l)))
+        .collect();
+    let nest = without
+        .iter()
+        .copied()
+        .find(|&l| !holds_served(&served, parents, l));
+    if let Some(l) = nest.or(without.first().copied()) {
+        request_single(osr, l, false);
     }
     std::ptr::null()
+}
+
+/// How long [`osr_entry_now`] waits for an entry before the loop goes on in the baseline.
+const OSR_NOW_PATIENCE: Duration = Duration::from_secs(30);
+
+/// [`osr_entry`] under [`Config::osr_at_every_loop`](crate::Config::osr_at_every_loop): the
+/// entry of loop `loop_index` itself, compiled now on the background thread if it is not there
+/// yet (the caller waits); null if the tier cannot compile one (or gave up waiting).
+fn osr_entry_now<'t>(
+    engine: &Engine,
+    module: &Arc<ModuleInner>,
+    tiering: &'t ModuleTiering,
+    mut osr: std::sync::MutexGuard<'t, HashMap<(u32, u32), OsrState>>,
+    def_index: u32,
+    loop_index: u32,
+) -> *const u8 {
+    if engine.tier_manager().is_none() {
+        return std::ptr::null();
+    }
+    let started = Instant::now();
+    loop {
+        match osr.get(&(def_index, loop_index)) {
+            Some(&OsrState::Ready {
+                entry, reentrant, ..
+            }) => {
+                drop(osr);
+                let taken = Taken {
+                    entry,
+                    why: OsrWhy::Own,
+                    reentrant,
+                };
+                return take_osr_entry(engine, module, tiering, def_index, taken, loop_index);
+            }
+            Some(OsrState::Failed) => return std::ptr::null(),
+            Some(OsrState::Pending(_)) => drop(osr),
+            None => {
+                let job = Job::Osr {
+                    loop_index,
+                    checked: true,
+                };
+                let pending = [(loop_index, OsrWhy::Own)];
+                // Busy with another entry of the function: wait for it, then ask.
+                request_osr(engine, module, tiering, osr, def_index, job, &pending);
+            }
+        }
+        if started.elapsed() > OSR_NOW_PATIENCE {
+            return std::ptr::null();
+        }
+        std::thread::sleep(Duration::from_micros(100));
+        osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Whether served loop `l` holds other served loops (`parents` from [`loop_parents`]).
+fn holds_served(served: &[u32], parents: &[Option<u32>], l: u32) -> bool {
+    served
+        .iter()
+        .any(|&s| s != l && loops::loop_path(parents, s).contains(&l))
 }
 
 /// The loop a direct entry is expected to be taken at, among the loops it serves (ascending;
@@ -687,15 +811,10 @@ pub(crate) fn osr_entry(
 fn next_loop_nest(served: &[u32], parents: &[Option<u32>], hot: u32) -> Option<u32> {
     // A served loop with served loops inside it (a loop over phases) is entered through those:
     // the next nest is the first served loop after `hot` that holds none.
-    let holds_served = |l: u32| {
-        served
-            .iter()
-            .any(|&s| s != l && loops::loop_path(parents, s).contains(&l))
-    };
     let next = served
         .iter()
         .copied()
-        .find(|&l| l > hot && !holds_served(l));
+        .find(|&l| l > hot && !holds_served(served, parents, l));
     next.or_else(|| {
         loops::loop_path(parents, hot)
             .into_iter()
@@ -723,17 +842,30 @@ fn direct_entry_loops(parents: &[Option<u32>]) -> Vec<u32> {
         .collect()
 }
 
+/// An installed OSR entry about to be taken.
+struct Taken {
+    entry: *const u8,
+    why: OsrWhy,
+    /// Whether it is a region entry.
+    reentrant: bool,
+}
+
 /// Counts an OSR entry taken and returns it. From the function's second entry on (it runs
-/// again), its own optimized code is queued too.
+/// again), its own optimized code is queued too; entries that may be taken again in the same
+/// call (regions of nested loops) do not count.
 fn take_osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
     tiering: &ModuleTiering,
     def_index: u32,
-    entry: *const u8,
-    why: OsrWhy,
+    taken: Taken,
     loop_index: u32,
 ) -> *const u8 {
+    let Taken {
+        entry,
+        why,
+        reentrant,
+    } = taken;
     trace!(
         "def {def_index} loop {loop_index}: OSR entry taken ({})",
         if why == OsrWhy::Own {
@@ -747,7 +879,7 @@ fn take_osr_entry(
     if why == OsrWhy::ForInner {
         stats.osr_outer_entries.fetch_add(1, Ordering::Relaxed);
     }
-    if tiering.osr_taken[def_index as usize].fetch_add(1, Ordering::Relaxed) >= 1 {
+    if !reentrant && tiering.osr_taken[def_index as usize].fetch_add(1, Ordering::Relaxed) >= 1 {
         request(engine, module, def_index);
     }
     entry

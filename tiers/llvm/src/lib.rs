@@ -287,6 +287,7 @@ impl LlvmCompiler {
                 let list: Vec<String> = loops.iter().map(u32::to_string).collect();
                 format!("f{func_index}-osr{}", list.join("_"))
             }
+            EntryKind::OsrRegion { region, .. } => format!("f{func_index}-region{region}"),
         };
         let code = self.finish(&llvm_module, &name)?;
         let function = CompiledFunction {
@@ -400,6 +401,23 @@ impl FunctionCompiler for LlvmCompiler {
             body,
             None,
             EntryKind::OsrDirect { loops, checked },
+        )
+    }
+
+    fn compile_osr_region(
+        &mut self,
+        module: &ModuleInfo,
+        func_index: u32,
+        body: &FunctionBody<'_>,
+        region: u32,
+        checked: bool,
+    ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
+        self.compile(
+            module,
+            func_index,
+            body,
+            None,
+            EntryKind::OsrRegion { region, checked },
         )
     }
 

@@ -21,6 +21,19 @@ use super::{FuncTranslator, trusted, trusted_readonly};
 const MAX_OSR_LOCALS: usize = 1024;
 use crate::cranelift_trap_code;
 
+/// The block an OSR transfer continues in when the entry it called was a region entry that
+/// left its loop (see `spate_tiers::abi`), with the transfer's locals array and the status the
+/// entry wrote. The block is filled in at the loop's end, once the locals written inside the
+/// loop are known: only those are reloaded (the others still hold the values the transfer
+/// spilled), which keeps the function's frame from growing with a reloaded copy of every local
+/// at every loop.
+#[derive(Clone, Copy)]
+pub(crate) struct OsrExit {
+    block: Block,
+    buf: Value,
+    status: Value,
+}
+
 /// One entry of the control stack.
 pub(crate) struct ControlFrame {
     kind: FrameKind,
@@ -42,6 +55,9 @@ enum FrameKind {
         header: Block,
         /// The loop's index when it is OSR-eligible (entered with an empty operand stack).
         osr: Option<u32>,
+        /// Where its header's OSR transfer goes when a region entry leaves the loop, filled in
+        /// at the loop's end.
+        exit: Option<OsrExit>,
     },
     If {
         /// Start of the `else` arm (or of the implicit empty one).
@@ -111,32 +127,37 @@ impl FuncTranslator<'_> {
             .extend_from_slice(self.builder.block_params(header));
         let loop_index = self.loop_count;
         self.loop_count += 1;
-        let osr = if self.stack.is_empty() && self.osr && self.locals.len() <= MAX_OSR_LOCALS {
-            // Nothing lives on the operand stack: the loop can be left for an OSR entry that
-            // takes the locals alone. The transfer prefers the outermost such loop enclosing
-            // this one, where the inner loops start again from their own initial values.
-            let outer = self
-                .control
-                .iter()
-                .find_map(|f| match f.kind {
-                    FrameKind::Loop { osr, .. } => osr,
-                    _ => None,
-                })
-                .unwrap_or(loop_index);
-            self.emit_loop_budget_check(loop_index, outer);
-            Some(loop_index)
-        } else {
-            self.emit_budget_check();
-            None
-        };
+        // Nothing lives on the operand stack: the loop can be left for an OSR entry that takes
+        // the locals alone. The transfer prefers the outermost such loop enclosing this one,
+        // where the inner loops start again from their own initial values.
+        let osr = (self.stack.is_empty() && self.osr && self.locals.len() <= MAX_OSR_LOCALS)
+            .then_some(loop_index);
+        let outer = self
+            .control
+            .iter()
+            .find_map(|f| match f.kind {
+                FrameKind::Loop { osr, .. } => osr,
+                _ => None,
+            })
+            .unwrap_or(loop_index);
+        // The loop's frame is on the control stack while its header's check is emitted: a
+        // region entry may leave through the loop's end.
         self.control.push(ControlFrame {
-            kind: FrameKind::Loop { header, osr },
+            kind: FrameKind::Loop {
+                header,
+                osr,
+                exit: None,
+            },
             next,
             num_params,
             num_results: sig.results().len(),
             height,
             exit_reachable: false,
         });
+        match osr {
+            Some(_) => self.emit_loop_budget_check(loop_index, outer),
+            None => self.emit_budget_check(),
+        }
         Ok(())
     }
 
@@ -207,6 +228,29 @@ impl FuncTranslator<'_> {
     }
 
     pub(super) fn translate_end(&mut self, offset: usize) -> Result<(), CompileError> {
+        if let Some(ControlFrame {
+            kind:
+                FrameKind::Loop {
+                    osr: Some(index),
+                    exit: Some(exit),
+                    ..
+                },
+            ..
+        }) = self.control.last()
+        {
+            let (index, exit) = (*index, *exit);
+            if self.reachable {
+                // Leave the current block for the loop's end first: the exit block is filled
+                // in from a builder positioned at the end of a finished block.
+                let frame = self.control.last_mut().expect("the loop's frame");
+                frame.exit_reachable = true;
+                let (next, num_results) = (frame.next, frame.num_results);
+                self.stack_block_args(num_results);
+                self.builder.ins().jump(next, &self.block_args);
+                self.reachable = false;
+            }
+            self.emit_osr_exit(index, exit);
+        }
         let Some(mut frame) = self.control.pop() else {
             return Err(CompileError::invalid(
                 "`end` without a matching block",
@@ -492,17 +536,21 @@ impl FuncTranslator<'_> {
         self.builder.switch_to_block(cont);
     }
 
-    /// Spills the locals and tail-transfers to the OSR entry `entry` for loop `loop_index`,
-    /// returning its results.
+    /// Spills the locals and calls the OSR entry `entry` for loop `loop_index` (see
+    /// `spate_tiers::abi`), whose frame is on top of the control stack. When the entry comes
+    /// back with the status the transfer wrote, it ran the function to its end and its results
+    /// are returned as this function's. A region entry that left the loop instead wrote the
+    /// locals back and an exit code: the transfer goes on in a block filled in at the loop's
+    /// end ([`OsrExit`], [`Self::emit_osr_exit`]).
     fn emit_osr_transfer(&mut self, entry: ir::Value, loop_index: u32) {
         let slot_size = spate_tiers::abi::RET_AREA_SLOT;
         let n = self.locals.len() as u32;
         // One slot per function, shared by every loop's transfer: each explicit slot is part
-        // of every frame of the function, used or not.
+        // of every frame of the function, used or not. The last 16 bytes are the status.
         let slot = *self.osr_slot.get_or_insert_with(|| {
             self.builder.create_sized_stack_slot(ir::StackSlotData::new(
                 ir::StackSlotKind::ExplicitSlot,
-                (n * slot_size).max(slot_size),
+                (n + 1) * slot_size,
                 4,
             ))
         });
@@ -513,13 +561,112 @@ impl FuncTranslator<'_> {
                 .ins()
                 .store(trusted(), v, buf, (i as u32 * slot_size) as i32);
         }
+        let status_at = (n * slot_size) as i32;
+        let returned = spate_tiers::abi::OSR_RETURNED as i32;
+        let returned = self.builder.ins().iconst(types::I32, i64::from(returned));
+        self.builder
+            .ins()
+            .store(trusted(), returned, buf, status_at);
         let sig = self.osr_signature();
         let lp = self.builder.ins().iconst(types::I32, i64::from(loop_index));
         let mut args = vec![self.vmctx, self.vmctx, buf, lp];
         args.extend(self.ret_area);
         let call = self.builder.ins().call_indirect(sig, entry, &args);
         let results = self.builder.inst_results(call).to_vec();
+        let status = self
+            .builder
+            .ins()
+            .load(types::I32, trusted(), buf, status_at);
+        let ended = self.builder.ins().icmp(IntCC::Equal, status, returned);
+        let ret = self.builder.create_block();
+        let block = self.builder.create_block();
+        self.builder.set_cold_block(ret);
+        self.builder.set_cold_block(block);
+        self.builder.ins().brif(ended, ret, &[], block, &[]);
+        self.builder.seal_block(ret);
+        self.builder.seal_block(block);
+        self.builder.switch_to_block(ret);
         self.builder.ins().return_(&results);
+        let frame = self.control.last_mut().expect("the loop's frame");
+        if let FrameKind::Loop { exit, .. } = &mut frame.kind {
+            *exit = Some(OsrExit { block, buf, status });
+        }
+    }
+
+    /// Fills in the block where the OSR transfer at the header of loop `loop_index` (the frame on
+    /// top of the control stack, at its `end`) goes on after a region entry left the loop: the
+    /// locals written inside the loop are reloaded from the locals array, and a jump table on
+    /// the exit code goes to its target among the frames of the control stack (see
+    /// `spate_tiers::abi::osr_exit_label` and `osr_exit_end`): the label of a frame enclosing
+    /// the loop, or the loop's end. The operand stack is empty at the header, so targets that
+    /// take values cannot be exits; those codes, like any other, trap.
+    /// The builder must be at the end of a finished block; it is left at the end of another.
+    fn emit_osr_exit(&mut self, loop_index: u32, exit: OsrExit) {
+        self.builder.switch_to_block(exit.block);
+        let slot_size = spate_tiers::abi::RET_AREA_SLOT;
+        for i in 0..self.locals.len() {
+            // Written at or after the loop's opening, when `loop_count` became its index + 1.
+            if self.last_write.get(i).is_none_or(|&w| w <= loop_index) {
+                continue;
+            }
+            let var = self.locals[i];
+            let ty = {
+                let v = self.builder.use_var(var);
+                self.builder.func.dfg.value_type(v)
+            };
+            let v = self
+                .builder
+                .ins()
+                .load(ty, trusted(), exit.buf, (i as u32 * slot_size) as i32);
+            self.builder.def_var(var, v);
+        }
+        let innermost = self.control.len() - 1;
+        let mut targets = Vec::with_capacity(2 * self.control.len());
+        for d in 0..self.control.len() {
+            let frame = &mut self.control[d];
+            let label = match frame.kind {
+                // A branch to the function body is a return, which is no exit.
+                FrameKind::Function => None,
+                // The loop's own header is inside its region.
+                _ if d == innermost => None,
+                FrameKind::Loop { header, .. } => (frame.num_params == 0).then_some(header),
+                FrameKind::Block | FrameKind::If { .. } => (frame.num_results == 0).then(|| {
+                    frame.exit_reachable = true;
+                    frame.next
+                }),
+            };
+            let end = (d == innermost && frame.num_results == 0).then(|| {
+                frame.exit_reachable = true;
+                frame.next
+            });
+            targets.push(label);
+            targets.push(end);
+        }
+        let invalid = self.builder.create_block();
+        self.builder.set_cold_block(invalid);
+        let pool = &mut self.builder.func.dfg.value_lists;
+        let calls: Vec<BlockCall> = targets
+            .iter()
+            .map(|t| BlockCall::new(t.unwrap_or(invalid), [], pool))
+            .collect();
+        let default_call = BlockCall::new(invalid, [], pool);
+        let jt = self
+            .builder
+            .create_jump_table(JumpTableData::new(default_call, &calls));
+        self.builder.ins().br_table(exit.status, jt);
+        self.builder.seal_block(invalid);
+        self.builder.switch_to_block(invalid);
+        self.builder
+            .ins()
+            .trap(cranelift_trap_code(TrapCode::UnreachableCodeReached));
+    }
+
+    /// Records that local `index` is written now (for the loops' OSR exits, see
+    /// [`OsrExit`]).
+    pub(super) fn note_local_write(&mut self, index: u32) {
+        if let Some(w) = self.last_write.get_mut(index as usize) {
+            *w = self.loop_count;
+        }
     }
 
     /// Decrements the budget; returns the budget array and the condition "the budget ran out".

@@ -119,6 +119,10 @@ pub(crate) struct FuncTranslator<'a> {
     osr: bool,
     /// The stack slot the locals are spilled to for an OSR transfer, shared by all its loops.
     osr_slot: Option<StackSlot>,
+    /// For each local, the value of `loop_count` when it was last written (0: never), so that
+    /// at a loop's end the locals written inside it are those written at or after its index
+    /// plus one (see `control::OsrExit`).
+    last_write: Vec<u32>,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into `func`.
@@ -171,6 +175,7 @@ pub(crate) fn translate_function(
         osr_sig: None,
         osr: state.osr,
         osr_slot: None,
+        last_write: Vec::new(),
     };
     t.stack.clear();
     t.locals.clear();
@@ -518,6 +523,10 @@ impl<'a> FuncTranslator<'a> {
             }
         }
 
+        if self.osr {
+            self.last_write = vec![0; self.locals.len()];
+        }
+
         // Runtime state the whole function uses.
         if !self.module.memories.is_empty() {
             let memory = self.vmctx_load(VMCTX_MEMORY, trusted_readonly());
@@ -669,11 +678,13 @@ impl<'a> FuncTranslator<'a> {
                 let var = self.local(local_index, offset)?;
                 let v = self.pop1();
                 self.builder.def_var(var, v);
+                self.note_local_write(local_index);
             }
             O::LocalTee { local_index } => {
                 let var = self.local(local_index, offset)?;
                 let v = *self.stack.last().expect("wasm operand stack underflow");
                 self.builder.def_var(var, v);
+                self.note_local_write(local_index);
             }
             O::GlobalGet { global_index } => self.translate_global_get(global_index, offset)?,
             O::GlobalSet { global_index } => self.translate_global_set(global_index, offset)?,

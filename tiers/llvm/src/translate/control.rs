@@ -121,6 +121,35 @@ impl OsrDirect<'_> {
     }
 }
 
+impl<'ctx> ControlFrame<'ctx> {
+    /// A frame of a region entry's synthetic control stack, for a construct enclosing the
+    /// region's loop (see `super::region`): its label (the header of a `loop`, the end of a
+    /// `block` or `if`) is `exit`, a block that leaves the entry, and it takes no values.
+    pub(super) fn exit(is_loop: bool, exit: BasicBlock<'ctx>) -> Self {
+        ControlFrame {
+            kind: match is_loop {
+                true => FrameKind::Loop {
+                    header: exit,
+                    header_phis: Vec::new(),
+                },
+                false => FrameKind::Block,
+            },
+            next: exit,
+            next_phis: Vec::new(),
+            height: 0,
+            exit_reachable: false,
+        }
+    }
+}
+
+impl OsrDirect<'_> {
+    /// Starts the count of `loop` operators at `seen` (for a translation that starts at loop
+    /// `seen`).
+    pub(super) fn start_count_at(&mut self, seen: u32) {
+        self.loops_seen = seen;
+    }
+}
+
 impl OsrState<'_> {
     pub(crate) fn new(loop_index: u32) -> Self {
         OsrState {

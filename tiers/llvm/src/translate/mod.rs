@@ -42,6 +42,7 @@ mod control;
 mod memory;
 mod numeric;
 mod osr_facts;
+mod region;
 mod simd;
 
 use std::collections::HashMap;
@@ -125,6 +126,14 @@ pub(crate) enum EntryKind<'a> {
         /// The loop that gets a checked copy if it has range facts (see `osr_facts`).
         checked: Option<u32>,
     },
+    /// An OSR entry holding one loop alone, which leaves to the baseline when the program
+    /// leaves the loop (see `region`).
+    OsrRegion {
+        /// The loop.
+        region: u32,
+        /// Whether the loop gets a checked copy if it has range facts.
+        checked: bool,
+    },
 }
 
 /// The state of the translation of one function body (see the module documentation for the
@@ -163,6 +172,8 @@ pub(crate) struct FuncTranslator<'ctx> {
     osr: Option<control::OsrState<'ctx>>,
     /// A direct on-stack-replacement entry: the loops asked for and those entered.
     osr_direct: Option<control::OsrDirect<'ctx>>,
+    /// For a region entry, its loop (the entry is also a direct entry serving that loop).
+    region: Option<u32>,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into a new LLVM module
@@ -230,6 +241,14 @@ pub(crate) fn translate_function<'ctx>(
             EntryKind::OsrDirect { loops, checked } => {
                 Some(control::OsrDirect::new(loops, checked))
             }
+            EntryKind::OsrRegion { region, checked } => Some(control::OsrDirect::new(
+                &[region],
+                checked.then_some(region),
+            )),
+            _ => None,
+        },
+        region: match kind {
+            EntryKind::OsrRegion { region, .. } => Some(region),
             _ => None,
         },
     };
@@ -677,29 +696,11 @@ impl<'ctx> FuncTranslator<'ctx> {
             op_reader.set_features(*v.features());
         }
         let mut reader = OperatorsReader::new(op_reader);
+        if let Some(region) = self.region {
+            return self.translate_region(region, reader, body_offset);
+        }
         while !reader.eof() {
-            let offset = reader.original_position();
-            let at_op = (self.osr.is_some() || self.osr_direct.is_some()).then(|| reader.clone());
-            let op = reader.read()?;
-            if let Some(v) = validator.as_deref_mut() {
-                v.op(offset, &op)?;
-            }
-            let offset = offset as usize;
-            let fallthrough = match self.note_loop(&op, offset, at_op.as_ref())? {
-                true if self.osr_direct.is_some() => {
-                    self.translate_direct_copy(at_op.expect("OSR translation"))?
-                }
-                true => self.translate_osr_copy(at_op.expect("OSR translation"))?,
-                false => None,
-            };
-            if self.reachable {
-                self.translate_operator(&op, offset)?;
-            } else {
-                self.translate_unreachable_operator(&op, offset)?;
-            }
-            if let Some(fallthrough) = fallthrough {
-                self.osr_attach_fallthrough(fallthrough);
-            }
+            self.translate_next(&mut reader, validator.as_deref_mut())?;
         }
         reader.finish()?;
         if !self.control.is_empty() {
@@ -718,8 +719,40 @@ impl<'ctx> FuncTranslator<'ctx> {
         Ok(entered)
     }
 
+    /// Reads and translates the next operator (validating it first when `validator` is given),
+    /// with the OSR bookkeeping: loops counted, copies translated.
+    fn translate_next(
+        &mut self,
+        reader: &mut OperatorsReader<'_>,
+        validator: Option<&mut FuncValidator<ValidatorResources>>,
+    ) -> Result<(), CompileError> {
+        let offset = reader.original_position();
+        let at_op = (self.osr.is_some() || self.osr_direct.is_some()).then(|| reader.clone());
+        let op = reader.read()?;
+        if let Some(v) = validator {
+            v.op(offset, &op)?;
+        }
+        let offset = offset as usize;
+        let fallthrough = match self.note_loop(&op, offset, at_op.as_ref())? {
+            true if self.osr_direct.is_some() => {
+                self.translate_direct_copy(at_op.expect("OSR translation"))?
+            }
+            true => self.translate_osr_copy(at_op.expect("OSR translation"))?,
+            false => None,
+        };
+        if self.reachable {
+            self.translate_operator(&op, offset)?;
+        } else {
+            self.translate_unreachable_operator(&op, offset)?;
+        }
+        if let Some(fallthrough) = fallthrough {
+            self.osr_attach_fallthrough(fallthrough);
+        }
+        Ok(())
+    }
+
     /// Ends the prologue with the stack-limit check and a branch to `entry`.
-    fn finish_prologue(&mut self, entry: BasicBlock<'ctx>) {
+    pub(super) fn finish_prologue(&mut self, entry: BasicBlock<'ctx>) {
         // Compare the stack pointer (after this frame's allocation) with the store's limit,
         // like the baseline prologue.
         let save = self.intrinsic("llvm.stacksave", &[self.ptr_type()]);
