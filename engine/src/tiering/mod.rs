@@ -9,11 +9,13 @@
 //!   crossbeam channel;
 //! * `LoopTierUp` at the header of a loop entered with an empty operand stack: the same, and the
 //!   request also asks for an on-stack-replacement (OSR) entry; once it is installed the libcall
-//!   returns it and the baseline code continues the function there. The first entry of a
-//!   function serves all its outermost loops at once, and the entry taken is preferably one of
-//!   a loop enclosing the hot loop (see [`osr_entry`]): in it the inner loops start from their
-//!   own initial values, which the optimizer can reason about, instead of values loaded from the
-//!   locals array. The runtime arms such a loop (the function's word in the second half of
+//!   returns it and the baseline code continues the function there. Most entries are *region*
+//!   entries, the code of one loop nest alone, which hand the function back to the baseline
+//!   when the program leaves the nest; the first one is for the nest the program is predicted
+//!   to be in by the time it is compiled. The entry taken is preferably one of a loop enclosing
+//!   the hot loop (see [`osr_entry`]): in it the inner loops start from their own initial
+//!   values, which the optimizer can reason about, instead of values loaded from the locals
+//!   array. The runtime arms such a loop (the function's word in the second half of
 //!   `ModuleInner::budgets` becomes `loop + 1`), and that loop's header takes the entry at its
 //!   next iteration.
 //!
@@ -573,12 +575,15 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// `exhausted`: the budget ran out (otherwise the call comes from the function's OSR-armed
 /// word, which names this loop).
 ///
-/// The first time a function's budget runs out in a loop, one *direct* entry is requested for
-/// the loops of [`direct_entry_loops`]: every outermost loop of the function, and the loops
-/// directly inside an outermost loop that holds several (a loop over phases, rounds or solves,
-/// whose header comes round rarely). Whatever loop nest the program is in when that entry is
-/// installed, it is usually among them, so the first compile is rarely wasted on a loop nest
-/// that has finished (such as the set-up loops before a kernel).
+/// The first time a function's budget runs out in a loop, the loop nest the program is
+/// predicted to be in once an entry is compiled is chosen among the loops of
+/// [`direct_entry_loops`] (every outermost loop of the function, and the loops directly inside
+/// an outermost loop that holds several: a loop over phases, rounds or solves, whose header
+/// comes round rarely) by [`next_loop_nest`], so the first compile is rarely wasted on a nest
+/// that has finished (such as the set-up loops before a kernel). Its region entry is requested
+/// ([`Job::Osr`]: the nest alone, handing back to the baseline when it ends); when the predicted
+/// loop holds others of the set, one *direct* entry of the whole function serving all of them
+/// is requested instead.
 ///
 /// At each later call the loop itself, or else the innermost enclosing loop, with an installed
 /// entry is chosen: the loop's own entry is taken at once; an enclosing loop is armed (the
@@ -588,7 +593,7 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// compiled (reached through the headers of the loops enclosing it, see [`Job::Osr`]), in case
 /// the enclosing loop iterates rarely; once installed, it is the innermost and is chosen
 /// instead. Loops on the way without any entry (none installed or under way) get one the same
-/// way, outermost first.
+/// way, outermost first (but a nest inside a loop over phases before the phase loop).
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,

@@ -15,13 +15,14 @@
 //! * it emits no tier-up budget checks (optimized code never tiers up).
 //!
 //! With the environment variable `SPATE_LLVM_DUMP` set to a directory, every compile writes
-//! `f<index>[-osr<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline and the
+//! `f<index>[-osr<loops>|-region<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline and the
 //! [indirect-prefetch pass](crate::prefetch)) and `.s` (the machine code) there, e.g. to time a pipeline with `opt-19 -passes='default<O3>'
 //! -time-passes` (see [`Pipeline::passes`]) or to compare hot loops with native code.
 //!
 //! It also compiles on-stack-replacement entries, for one loop reached through its enclosing
-//! loops ([`FunctionCompiler::compile_osr_entry`]) or for several loops entered directly
-//! ([`FunctionCompiler::compile_osr_entries`]). It does not compile trampolines: the engine always
+//! loops ([`FunctionCompiler::compile_osr_entry`]), for several loops entered directly
+//! ([`FunctionCompiler::compile_osr_entries`]), or for one loop alone that returns to the
+//! baseline when the program leaves it ([`FunctionCompiler::compile_osr_region`]). It does not compile trampolines: the engine always
 //! builds them with the baseline tier, so [`FunctionCompiler::host_to_wasm_trampoline`] and
 //! [`FunctionCompiler::wasm_to_host_trampoline`] return an
 //! [`Unsupported`](spate_tiers::CompileErrorKind::Unsupported) error.

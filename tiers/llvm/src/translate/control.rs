@@ -21,6 +21,9 @@
 //! duplicated, so an entry costs about as much to compile as the function. The normal function
 //! start is unreachable: LLVM removes the code before the outermost loop enclosing `L`. The
 //! headers of the enclosing loops test the flag once per iteration (a predictable branch).
+//!
+//! Direct entries ([`OsrDirect`]) branch straight to the headers of the loops they serve; a
+//! region entry (`super::region`) is a direct entry whose translation holds one loop alone.
 
 use inkwell::IntPredicate;
 use inkwell::attributes::AttributeLoc;
