@@ -407,7 +407,7 @@ fn set_up_then_kernel_run(phases: bool) -> spate::Stats {
 }
 
 #[test]
-fn one_direct_entry_serves_the_loop_nest_after_the_set_up() {
+fn the_first_entry_is_the_region_of_the_loop_nest_after_the_set_up() {
     // The set-up loop gets hot first and asks for the function's first entry: the region of
     // the loop nest the program reaches next, the kernel, whose outer loop takes it, with no
     // second compile.

@@ -50,8 +50,9 @@ pub enum SpecConfig {
     /// entries as soon as they exist.
     Tiered,
     /// As `Tiered`, plus `--osr-at-every-loop`: the first header of every OSR-eligible loop
-    /// waits for the loop's OSR entry (a region entry where the LLVM tier compiles one) and
-    /// takes it, so every such loop moves to LLVM code mid-run and, leaving the loop, back.
+    /// reached before its function's own LLVM code is installed waits for the loop's OSR entry
+    /// (a region entry where the LLVM tier compiles one) and takes it, so such loops move to
+    /// LLVM code mid-run and, leaving the loop, back.
     Osr,
 }
 

@@ -22,15 +22,17 @@
 //! [`Libcall::LoopTierUp`](crate::libcall::Libcall::LoopTierUp)) is called as
 //!
 //! ```text
-//! fn(callee_vmctx: *mut u8, caller_vmctx: *mut u8, locals: *const ValRaw, loop_index: u32 [, ret_area: *mut ValRaw]) [-> r0]
+//! fn(callee_vmctx: *mut u8, caller_vmctx: *mut u8, locals: *mut ValRaw, loop_index: u32 [, ret_area: *mut ValRaw]) [-> r0]
 //! ```
 //!
 //! `locals` holds every local of the function (parameters first, then declared locals) in
-//! consecutive [`ValRaw`] slots, as they are at the header of `L` before its body runs, and
+//! consecutive [`ValRaw`] slots, as they are at the header of `L` before its body runs, then one
+//! more slot, the status (below), and
 //! `loop_index` is `L` (one entry may serve several loops, see
 //! [`FunctionCompiler::compile_osr_entries`](crate::FunctionCompiler::compile_osr_entries)). The
 //! entry continues the function from that loop header and returns the function's results with
-//! the same convention as the function itself. Only loops entered with an empty operand stack
+//! the same convention as the function itself (a region entry may instead hand the function
+//! back, below). Only loops entered with an empty operand stack
 //! (no values on it in any enclosing block, and no loop parameters) have OSR entries.
 //!
 //! After the locals comes one more slot, the *status*: the caller writes [`OSR_RETURNED`] into

@@ -16,8 +16,8 @@
 //!   the hot loop (see [`osr_entry`]): in it the inner loops start from their own initial
 //!   values, which the optimizer can reason about, instead of values loaded from the locals
 //!   array. The runtime arms such a loop (the function's word in the second half of
-//!   `ModuleInner::budgets` becomes `loop + 1`), and that loop's header takes the entry at its
-//!   next iteration.
+//!   `ModuleInner::budgets` becomes `loop + 1`), and that loop's header takes the entry each
+//!   time it comes round while the word names it.
 //!
 //! Background threads (owned by the engine, started on the first request; each keeps its own
 //! optimizing compiler and so its own LLVM context) drain the channel into a shared pending set
@@ -137,10 +137,12 @@ pub(crate) struct ModuleTiering {
     /// a function that runs one loop nest after another would otherwise queue an entry for each
     /// loop it passes while the first compiles, and only one of them is ever taken.
     osr_busy: Box<[AtomicBool]>,
-    /// Whether the function's first, direct OSR entry (see [`direct_entry_loops`]) was asked for.
+    /// Whether the function's first OSR entry (the predicted nest's region, or the direct entry
+    /// serving the loops of [`direct_entry_loops`]) was asked for.
     osr_direct: Box<[AtomicBool]>,
     /// OSR entries the function has taken: from the second on, the function runs again, and its
-    /// own optimized code is queued.
+    /// own optimized code is queued (regions of nested loops, which one call may take many
+    /// times, are not counted).
     osr_taken: Box<[AtomicU32]>,
     /// Each function's loop nest (see [`loop_parents`]), read once when first needed.
     parents: Box<[OnceLock<Vec<Option<u32>>>]>,
@@ -590,7 +592,8 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// function's word in the second half of `ModuleInner::budgets` becomes `loop + 1`) and its
 /// header takes the entry the next time round. If that has not happened [`SPECULATE_AFTER`]
 /// after the loop was armed (and the entry installed), the entry of the next loop inward is
-/// compiled (reached through the headers of the loops enclosing it, see [`Job::Osr`]), in case
+/// compiled (its region entry, or where the tier declines one, an entry of the whole function
+/// reached through the headers of the loops enclosing it; see [`Job::Osr`]), in case
 /// the enclosing loop iterates rarely; once installed, it is the innermost and is chosen
 /// instead. Loops on the way without any entry (none installed or under way) get one the same
 /// way, outermost first (but a nest inside a loop over phases before the phase loop).

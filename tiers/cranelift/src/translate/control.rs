@@ -490,8 +490,10 @@ impl FuncTranslator<'_> {
     /// stack; `outer` is the outermost such loop enclosing it (or `loop_index` itself). When the
     /// budget runs out, the `LoopTierUp` libcall returns an on-stack-replacement entry for this
     /// loop once the optimizing tier has installed one. The locals are then spilled to a
-    /// `ValRaw` array, the entry continues the function from this header, and its results are
-    /// returned as this function's own (see `spate_tiers::abi`).
+    /// `ValRaw` array and the entry continues the function from this header: its results are
+    /// returned as this function's own, unless it is a region entry that left the loop, in which
+    /// case this code continues at the exit's target (see [`Self::emit_osr_transfer`] and
+    /// `spate_tiers::abi`).
     ///
     /// The runtime prefers to compile the entry of `outer` (or of a loop between it and this
     /// one), whose header then has to take it: every such header therefore also calls the

@@ -32,6 +32,7 @@
 //!
 //! The work is split by operator family:
 //! * [`control`]: blocks, branches, returns, `unreachable`, traps, on-stack-replacement entries;
+//! * [`region`]: on-stack-replacement entries holding one loop alone;
 //! * [`numeric`]: integer and floating-point arithmetic, comparisons and conversions;
 //! * [`memory`]: loads and stores, `memory.*`, `data.drop`, globals;
 //! * [`calls`]: direct and indirect calls, libcalls, tables and references;
