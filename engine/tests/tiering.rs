@@ -572,7 +572,10 @@ fn a_region_entry_returns_to_the_baseline_and_is_taken_again_next_round() {
     // The kernel's region entry runs the nest in LLVM code and, when the nest ends, leaves to
     // the baseline, which runs the tail loop, the next round's set-up loop, and takes the
     // entry again at the nest's header. The region of a loop inside another loop can be taken
-    // many times in one call, so it never makes the function's own code be compiled.
+    // many times in one call, so a few takes do not make the function's own code be compiled.
+    // (From the third round the round loop's own region may be asked for too, since the
+    // kernel's region has been taken twice by then; it serves the set-up and tail loops, and
+    // the kernel keeps its region.)
     let engine = tiered_engine(1000);
     let module = Module::new(&engine, wat(&rounds_of_a_kernel())).unwrap();
     let mut store = Store::new(&engine, ());
@@ -633,6 +636,225 @@ fn a_region_entry_returns_to_the_baseline_and_is_taken_again_next_round() {
         panic!("unexpected results {results:?}");
     };
     assert_eq!((got_acc, got_i), (acc, i));
+}
+
+/// A loop over rounds of three short phases (loops of `$n` iterations), with locals written
+/// between the phases and after the last one. The rounds go on while the host says so; then the
+/// function leaves the round loop by a branch to the block around it (`$how` = 0) or past the
+/// loop's end (`$how` = 1, which also adds 1000 to `$c`), and returns `a + c`, `b` and the
+/// rounds run.
+const PHASES: &str = r#"(module
+  (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
+  (func (export "run") (param $n i32) (param $how i32) (result i32 i32 i32)
+    (local $i i32) (local $a i32) (local $b i32) (local $c i32) (local $r i32) (local $k i32)
+    (block $done
+      (loop $rounds
+        (local.set $i (i32.const 0))
+        (loop $p1
+          (local.set $a (i32.add (i32.mul (local.get $a) (i32.const 31)) (local.get $i)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $p1 (i32.lt_u (local.get $i) (local.get $n))))
+        (local.set $c (i32.add (local.get $c) (local.get $a)))
+        (local.set $i (i32.const 0))
+        (loop $p2
+          (local.set $b (i32.xor (local.get $b) (i32.add (local.get $a) (local.get $i))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $p2 (i32.lt_u (local.get $i) (local.get $n))))
+        (local.set $i (i32.const 0))
+        (loop $p3
+          (local.set $a (i32.sub (local.get $a) (i32.and (local.get $b) (local.get $i))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $p3 (i32.lt_u (local.get $i) (local.get $n))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (local.set $c (i32.xor (local.get $c) (i32.mul (local.get $r) (local.get $b))))
+        (local.set $k (call $keep_going (local.get $r)))
+        (br_if $done (i32.and (i32.eqz (local.get $k)) (i32.eqz (local.get $how))))
+        (br_if $rounds (local.get $k)))
+      (local.set $c (i32.add (local.get $c) (i32.const 1000))))
+    (i32.add (local.get $a) (local.get $c))
+    (local.get $b)
+    (local.get $r)))"#;
+
+/// What [`PHASES`] returns after `rounds` rounds.
+fn phases_expect(n: i32, how: i32, rounds: i32) -> (i32, i32, i32) {
+    let (mut a, mut b, mut c) = (0i32, 0i32, 0i32);
+    for r in 1..=rounds {
+        for i in 0..n {
+            a = a.wrapping_mul(31).wrapping_add(i);
+        }
+        c = c.wrapping_add(a);
+        for i in 0..n {
+            b ^= a.wrapping_add(i);
+        }
+        for i in 0..n {
+            a = a.wrapping_sub(b & i);
+        }
+        c ^= r.wrapping_mul(b);
+    }
+    if how != 0 {
+        c = c.wrapping_add(1000);
+    }
+    (a.wrapping_add(c), b, rounds)
+}
+
+/// Rounds with no new OSR entry after which [`PHASES`]'s host stops the rounds.
+const QUIET_ROUNDS: u32 = 5;
+
+/// Runs [`PHASES`] with `how` until [`QUIET_ROUNDS`] rounds in a row take no OSR entry (after
+/// at least one was taken), checks the results, and returns the stats.
+fn phases_run(how: i32) -> spate::Stats {
+    let engine = tiered_engine(1000);
+    let module = Module::new(&engine, wat(PHASES)).unwrap();
+    let mut store = Store::new(&engine, ());
+    let probe = engine.clone();
+    let started = Instant::now();
+    // Entries at the last poll, and polls since they last changed.
+    let quiet = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u32)));
+    let seen = quiet.clone();
+    let keep_going = Func::wrap(&mut store, move |_round: i32| -> i32 {
+        let entries = probe.stats().osr_entries;
+        let mut q = seen.lock().unwrap();
+        *q = match entries == q.0 {
+            true => (entries, q.1 + 1),
+            false => (entries, 0),
+        };
+        i32::from(!(entries > 0 && q.1 >= QUIET_ROUNDS) && started.elapsed() < PATIENCE)
+    });
+    let inst = spate::Instance::new(&mut store, &module, &[Extern::Func(keep_going)]).unwrap();
+    let run = inst.get_func(&store, "run").unwrap();
+    let mut results = [Val::I32(0), Val::I32(0), Val::I32(0)];
+    let n = 2000;
+    run.call(&mut store, &[Val::I32(n), Val::I32(how)], &mut results)
+        .unwrap();
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    let stats = engine.stats();
+    // The rounds stopped because the entries did, not for lack of patience: the function runs
+    // in one entry that holds the round loop, not in one region per phase that each round
+    // takes again.
+    assert!(quiet.lock().unwrap().1 >= QUIET_ROUNDS, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    let [Val::I32(x), Val::I32(b), Val::I32(rounds)] = results.clone() else {
+        panic!("unexpected results {results:?}");
+    };
+    assert_eq!((x, b, rounds), phases_expect(n, how, rounds), "{stats}");
+    stats
+}
+
+#[test]
+fn rounds_of_short_phases_get_one_region_of_the_round_loop_left_through_a_branch() {
+    // The phases get regions of their own first; once a round has taken them twice, the next
+    // phase to get hot asks for the region of the round loop, entered at that phase's header.
+    // It runs the remaining rounds, then leaves by a branch to the block around the round loop:
+    // the phase's transfer hands that exit to the round loop's continuation, which reloads the
+    // locals written anywhere in the round (`$c`, `$r` and `$k` outside any phase).
+    phases_run(0);
+}
+
+#[test]
+fn rounds_of_short_phases_get_one_region_of_the_round_loop_left_past_its_end() {
+    // As above, but the round loop ends by falling through its `end`, and the code after it
+    // (in the baseline) sees the locals the region wrote.
+    phases_run(1);
+}
+
+/// An inner loop that leaves in every way a region can: a branch to the enclosing loop's
+/// header, a `br_table` to the ends of two blocks (or back to its own header), a branch to the
+/// end of an `if` around everything (once `$i` passes `$stop`), and its own end is never
+/// reached (it always branches). Nearly all of the budget is spent in the inner loop, so its
+/// header is where it runs out, and the inner loop's region is taken and left many times.
+const EXITS: &str = r#"(module
+  (func (export "walk") (param $n i32) (param $stop i32) (result i32)
+    (local $i i32) (local $j i32) (local $acc i32)
+    (if (local.get $n) (then
+      (loop $outer
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (local.set $j (i32.const 0))
+        (block $b0
+          (block $b1
+            (loop $inner
+              (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 7)) (local.get $j)))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if 4 (i32.gt_u (local.get $i) (local.get $stop)))
+              (br_if $outer (i32.and (i32.eq (local.get $j) (i32.rem_u (local.get $i) (i32.const 97)))
+                                     (i32.lt_u (local.get $i) (local.get $n))))
+              (br_if $inner (i32.le_u (local.get $j) (i32.const 50)))
+              (br_table $b0 $b1 $inner
+                (select (i32.const 0) (i32.rem_u (local.get $acc) (i32.const 3))
+                        (i32.gt_u (local.get $j) (i32.const 100))))))
+          (local.set $acc (i32.xor (local.get $acc) (i32.const 0x1234))))
+        (local.set $acc (i32.add (local.get $acc) (local.get $i)))
+        (br_if $outer (i32.lt_u (local.get $i) (local.get $n))))
+      (local.set $acc (i32.sub (local.get $acc) (i32.const 5)))))
+    (i32.add (local.get $acc) (i32.mul (local.get $i) (local.get $j)))))"#;
+
+#[test]
+fn region_exits_to_an_outer_header_block_ends_and_an_if_end_continue_in_the_baseline() {
+    let call = |config: &Config, stop: i32| -> (i32, spate::Stats) {
+        let engine = Engine::new(config).expect("engine");
+        let (_module, mut store, inst) = load(&engine, EXITS);
+        let walk = inst
+            .get_typed_func::<(i32, i32), i32>(&store, "walk")
+            .unwrap();
+        let got = walk.call(&mut store, (400, stop)).unwrap();
+        (got, engine.stats())
+    };
+    let mut baseline = Config::new();
+    baseline.tier(TierMode::Baseline);
+    let mut every = Config::new();
+    every
+        .tier(TierMode::Tiered)
+        .tier_up_threshold(1000)
+        .osr_at_every_loop(true);
+    for stop in [1000, 300] {
+        let (want, _) = call(&baseline, stop);
+        let (got, stats) = call(&every, stop);
+        assert_eq!(got, want, "stop {stop}: {stats}");
+        // The inner loop's region was taken (and so left) again and again.
+        assert!(stats.osr_entries >= 3, "stop {stop}: {stats}");
+        assert_eq!(stats.tier_up_failures, 0, "stop {stop}: {stats}");
+    }
+}
+
+#[test]
+fn osr_at_every_loop_goes_on_in_the_baseline_once_tier_up_is_stopped() {
+    // Every exhausted loop header waits for its own loop's entry; after `stop_tier_ups` the
+    // requests are dropped unstarted, and each loop must learn that at once (its request marked
+    // failed) instead of waiting out the 30-second patience at every header.
+    let mut config = Config::new();
+    config
+        .tier(TierMode::Tiered)
+        .tier_up_threshold(1000)
+        .osr_at_every_loop(true);
+    let engine = Engine::new(&config).expect("engine");
+    let (_module, mut store, inst) = load(&engine, MIX);
+    // Starts the tier manager (an unstarted one has nothing to stop).
+    let f = inst.get_typed_func::<i32, i32>(&store, "mix").unwrap();
+    for x in 0..300 {
+        assert_eq!(f.call(&mut store, x).unwrap(), mix(x));
+    }
+    assert!(engine.wait_for_tier_ups(PATIENCE));
+    assert!(engine.stop_tier_ups(PATIENCE));
+    let before = engine.stats();
+    let (_module, mut store, inst) = load(&engine, EXITS);
+    let walk = inst
+        .get_typed_func::<(i32, i32), i32>(&store, "walk")
+        .unwrap();
+    let started = Instant::now();
+    let got = walk.call(&mut store, (400, 1000)).unwrap();
+    let waited = started.elapsed();
+    let mut baseline = Config::new();
+    baseline.tier(TierMode::Baseline);
+    let reference = Engine::new(&baseline).expect("engine");
+    let (_module, mut store, inst) = load(&reference, EXITS);
+    let walk = inst
+        .get_typed_func::<(i32, i32), i32>(&store, "walk")
+        .unwrap();
+    assert_eq!(got, walk.call(&mut store, (400, 1000)).unwrap());
+    let after = engine.stats();
+    assert_eq!(after.osr_entries, before.osr_entries, "{after}");
+    assert_eq!(after.osr_compiled, before.osr_compiled, "{after}");
+    // Not a speed figure: a loop left waiting would take the full patience (30 s) per header.
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
 }
 
 #[test]

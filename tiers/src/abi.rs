@@ -46,6 +46,14 @@
 //! control stack at the loop header by their position from the bottom: 0 is the function
 //! body, then each enclosing `block`, `loop` and `if` in nesting order, up to the loop itself.
 //! Exits never carry values: a region whose exits would is not compiled.
+//!
+//! A region entry is taken at the header of its own loop, or, when its loop is not inside any
+//! other loop, at the header of any loop inside it that it serves (the `loop_index` argument
+//! picks which). Its exit codes still name frames at its own loop's header, which are the
+//! bottom of the control stack at any header inside it: a caller at an inner header treats
+//! the codes that leave the outermost OSR-eligible loop around it (one entered with an empty
+//! operand stack; the codes are the labels of the frames below that loop, and its end) as
+//! leaving that loop, reloading every local written anywhere in it.
 
 /// Size of one slot of a multi-value return area and of a [`ValRaw`].
 pub const RET_AREA_SLOT: u32 = 16;

@@ -174,26 +174,30 @@ pub trait FunctionCompiler {
     }
 
     /// Compiles a *region* entry of function `func_index`: the code of loop `region` alone
-    /// (the loops inside it included), entered at its header, with the signature of any
-    /// [OSR entry](crate::abi#on-stack-replacement-entries) and `region` as its one loop
-    /// index. When the program leaves the loop (past its `end`, or by a branch to an enclosing
-    /// label) the entry writes the locals back and returns an exit code in the status slot, and
-    /// the baseline code continues from there; a `return` inside the loop returns from the
-    /// function as usual. So its compile time depends on the loop, not on the function around
-    /// it. `checked` has the meaning it has for
-    /// [`compile_osr_entries`](Self::compile_osr_entries). Returns the entry and the loops it
-    /// serves (`[region]`). A region whose exits would carry values (a branch out to a label
-    /// that takes operands, or a loop with results), or that has parameters, is
-    /// [`Unsupported`](CompileErrorKind::Unsupported), as are tiers without OSR support.
+    /// (the loops inside it included), with the signature of any
+    /// [OSR entry](crate::abi#on-stack-replacement-entries). It is entered directly at the
+    /// header of any of `loops` (ascending loop indices, `region` itself or loops inside it;
+    /// loops inside it only when `region` is inside no other loop, see the ABI), picked by the
+    /// entry's `loop_index` argument. When the program leaves the region's loop (past its
+    /// `end`, or by a branch to an enclosing label) the entry writes the locals back and
+    /// returns an exit code in the status slot, and the baseline code continues from there; a
+    /// `return` inside the loop returns from the function as usual. So its compile time
+    /// depends on the loop, not on the function around it. `checked`, one of `loops`, has the
+    /// meaning it has for [`compile_osr_entries`](Self::compile_osr_entries). Returns the entry
+    /// and the loops it serves (those of `loops` that can be entered, never empty). A region
+    /// whose exits would carry values (a branch out to a label that takes operands, or a loop
+    /// with results), or that has parameters, is [`Unsupported`](CompileErrorKind::Unsupported),
+    /// as are tiers without OSR support.
     fn compile_osr_region(
         &mut self,
         module: &ModuleInfo,
         func_index: u32,
         body: &FunctionBody<'_>,
         region: u32,
-        checked: bool,
+        loops: &[u32],
+        checked: Option<u32>,
     ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
-        let _ = (module, func_index, checked);
+        let _ = (module, func_index, loops, checked);
         Err(CompileError::unsupported(
             format!("this tier does not compile on-stack-replacement regions (loop {region})"),
             body.range().start as usize,

@@ -113,6 +113,8 @@ enum OsrState {
         /// Since when the loop has been armed for a hot inner loop, waiting for its header to
         /// come round; cleared when the entry is taken.
         armed_since: Option<Instant>,
+        /// How many times the entry was taken at this loop.
+        taken: u32,
     },
     Failed,
 }
@@ -123,6 +125,49 @@ enum OsrState {
 /// The wait counts from the later of the install and the first arming since the entry was
 /// last taken, so a function called again, whose entry was installed long ago, still waits.
 const SPECULATE_AFTER: Duration = Duration::from_millis(10);
+
+impl OsrState {
+    /// If the entry is installed: counts it taken at its loop and returns it, with its recorded
+    /// reason or `why`.
+    fn take(&mut self, why: Option<OsrWhy>) -> Option<Taken> {
+        let OsrState::Ready {
+            entry,
+            why: recorded,
+            reentrant,
+            armed_since,
+            taken,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        *armed_since = None;
+        *taken = taken.saturating_add(1);
+        Some(Taken {
+            entry: *entry,
+            why: why.unwrap_or(*recorded),
+            reentrant: *reentrant,
+        })
+    }
+}
+
+/// How many region entries of nested loops a function takes before its own optimized code is
+/// queued. One call may take such an entry many times (once each time the enclosing loop comes
+/// round), so a few takes do not say that the function is called again; many say that either
+/// it is, or its loop nest will run long enough for one more background compile not to matter.
+const REENTERED_CALLS: u32 = 16;
+
+/// How many times a region entry of one phase of a loop over phases must have been taken (the
+/// phase loop has come round that often since it was installed) before another phase getting
+/// hot asks for the region of the phase loop itself (see [`osr_entry`]). One take is a loop
+/// over a few long phases (two solves of a solver, say), where the phase's own regions serve
+/// well; more are short phases repeated (rounds of a sort), where one region per phase would
+/// leave much of every round in the baseline while they compile one after another. (At one
+/// take, CG's second solve compiled its solve loop's region for nothing: its kernel's region
+/// was taken again first, and the phase-loop region was only taken by the last short loop.
+/// Sort's phase-loop region came no sooner, since the phases' own regions held the compile
+/// thread.)
+const PHASE_ROUNDS: u32 = 2;
 
 // SAFETY: `Ready` holds a code pointer into immutable executable memory owned by the module.
 unsafe impl Send for OsrState {}
@@ -144,8 +189,14 @@ pub(crate) struct ModuleTiering {
     /// own optimized code is queued (regions of nested loops, which one call may take many
     /// times, are not counted).
     osr_taken: Box<[AtomicU32]>,
+    /// Region entries of nested loops the function has taken; after [`REENTERED_CALLS`] of
+    /// them its own optimized code is queued too, in case the function is being called again
+    /// and again.
+    osr_reentered: Box<[AtomicU32]>,
     /// Each function's loop nest (see [`loop_parents`]), read once when first needed.
     parents: Box<[OnceLock<Vec<Option<u32>>>]>,
+    /// Each function's [`direct_entry_loops`], found once when first needed.
+    served: Box<[OnceLock<Vec<u32>>]>,
     /// Optimized code, kept alive with the module.
     code: Mutex<Vec<CodeMemory>>,
 }
@@ -162,7 +213,9 @@ impl ModuleTiering {
             osr_busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
             osr_direct: (0..n).map(|_| AtomicBool::new(false)).collect(),
             osr_taken: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            osr_reentered: (0..n).map(|_| AtomicU32::new(0)).collect(),
             parents: (0..n).map(|_| OnceLock::new()).collect(),
+            served: (0..n).map(|_| OnceLock::new()).collect(),
             code: Mutex::new(Vec::new()),
         }
     }
@@ -186,17 +239,70 @@ impl ModuleTiering {
 pub(crate) enum Job {
     /// The function's own code, installed in its entry.
     Function,
-    /// An OSR entry for one loop: a region entry holding that loop alone (see
-    /// `FunctionCompiler::compile_osr_region`), which leaves to the baseline when the loop
-    /// does; where the tier declines a region (exits that carry values), an entry of the whole
-    /// function reached through the headers of the loops enclosing the loop, so those stay
-    /// ordinary loops in the optimized code. `checked`: the tier may specialise the entry on
-    /// the values the loop starts from.
-    Osr { loop_index: u32, checked: bool },
+    /// A region entry of loop `region` (see `FunctionCompiler::compile_osr_region`), which
+    /// leaves to the baseline when the loop ends, entered at the headers of `loops` (`region`,
+    /// or for a loop over phases, `region` and the phases' loops); where the tier declines a
+    /// region (exits that carry values), the whole-function entry `fallback`. `checked`, one
+    /// of `loops`: the tier may specialise the entry on the values that loop starts from.
+    Osr {
+        region: u32,
+        loops: Vec<u32>,
+        checked: Option<u32>,
+        fallback: Fallback,
+    },
     /// One OSR entry serving several loops, each entered directly; `checked` is the loop the
     /// entry is expected to be taken at ([`next_loop_nest`]), which the tier may specialise
     /// its way into (see `FunctionCompiler::compile_osr_entries`).
     OsrDirect {
+        loops: Vec<u32>,
+        checked: Option<u32>,
+    },
+}
+
+impl Job {
+    /// The loops an OSR job may settle: its loops and its fallback's (only its own loops are
+    /// recorded as under way when it is sent).
+    fn asked(&self) -> Vec<u32> {
+        let mut asked = match self {
+            Job::Function => Vec::new(),
+            Job::Osr {
+                loops, fallback, ..
+            } => {
+                let mut asked = loops.clone();
+                match fallback {
+                    &Fallback::Through(l) => asked.push(l),
+                    Fallback::Direct { loops, .. } => asked.extend(loops),
+                }
+                asked
+            }
+            Job::OsrDirect { loops, .. } => loops.clone(),
+        };
+        asked.sort_unstable();
+        asked.dedup();
+        asked
+    }
+
+    /// The region entry of loop `l` alone; where it is declined, the whole-function entry of
+    /// `l` reached through the headers of the loops enclosing it (so those stay ordinary loops
+    /// in the optimized code).
+    fn region(l: u32, checked: bool) -> Job {
+        Job::Osr {
+            region: l,
+            loops: vec![l],
+            checked: checked.then_some(l),
+            fallback: Fallback::Through(l),
+        }
+    }
+}
+
+/// The whole-function OSR entry compiled where the tier declines a region entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fallback {
+    /// The entry of one loop, reached through the headers of the loops enclosing it (see
+    /// `FunctionCompiler::compile_osr_entry`).
+    Through(u32),
+    /// The direct entry of these loops (see [`Job::OsrDirect`]).
+    Direct {
         loops: Vec<u32>,
         checked: Option<u32>,
     },
@@ -257,6 +363,8 @@ impl TierManager {
                         {
                             let compiler = compiler.get_or_insert_with(|| tier.new_compiler());
                             run(&engine, &mut **compiler, req);
+                        } else {
+                            abandon(req);
                         }
                     }
                 });
@@ -275,7 +383,8 @@ impl TierManager {
         })
     }
 
-    fn send(&self, module: &Arc<ModuleInner>, def_index: u32, job: Job) {
+    /// Queues `job`; false if no compile thread is left to take it.
+    fn send(&self, module: &Arc<ModuleInner>, def_index: u32, job: Job) -> bool {
         trace!("def {def_index}: request {job:?}");
         self.outstanding.fetch_add(1, Ordering::AcqRel);
         let req = Request {
@@ -287,7 +396,9 @@ impl TierManager {
         };
         if self.tx.send(req).is_err() {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return false;
         }
+        true
     }
 
     /// Drops every queued request and every later one; a compile already under way finishes.
@@ -386,24 +497,39 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             compile_function_job(engine, compiler, &module, tiering, &req, &reader);
             return;
         }
-        &Job::Osr {
-            loop_index,
+        Job::Osr {
+            region,
+            loops,
             checked,
-        } => (vec![loop_index], {
+            fallback,
+        } => {
             let started = Instant::now();
             let info = &module.info;
-            match guarded(|| {
-                compiler.compile_osr_region(info, func_index, &reader, loop_index, checked)
+            // The loops whose state the outcome settles: the region's, and where the fallback
+            // is compiled, the fallback's too.
+            let mut asked = loops.clone();
+            let r = match guarded(|| {
+                compiler.compile_osr_region(info, func_index, &reader, *region, loops, *checked)
             }) {
                 Ok((f, served)) => Ok((f, served, started.elapsed(), true)),
                 Err(e) if e.kind == spate_tiers::CompileErrorKind::Unsupported => {
-                    trace!("f{func_index} loop {loop_index}: no region entry ({e})");
-                    guarded(|| compiler.compile_osr_entry(info, func_index, &reader, loop_index))
-                        .map(|f| (f, vec![loop_index], started.elapsed(), false))
+                    trace!("f{func_index} loop {region}: no region entry ({e})");
+                    asked = req.job.asked();
+                    match fallback {
+                        &Fallback::Through(l) => {
+                            guarded(|| compiler.compile_osr_entry(info, func_index, &reader, l))
+                                .map(|f| (f, vec![l], started.elapsed(), false))
+                        }
+                        Fallback::Direct { loops, checked } => guarded(|| {
+                            compiler.compile_osr_entries(info, func_index, &reader, loops, *checked)
+                        })
+                        .map(|(f, served)| (f, served, started.elapsed(), false)),
+                    }
                 }
                 Err(e) => Err(e),
-            }
-        }),
+            };
+            (asked, r)
+        }
         Job::OsrDirect { loops, checked } => (loops.clone(), {
             let started = Instant::now();
             guarded(|| {
@@ -430,12 +556,13 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
             parents.get(l as usize).is_some_and(Option::is_some)
         };
-        let region = region && served.iter().all(|&l| nested(l));
-        install(tiering, func_index, f).map(|(ptr, bytes)| (ptr, bytes, served, elapsed, region))
+        let reentrant = region && served.iter().all(|&l| nested(l));
+        install(tiering, func_index, f)
+            .map(|(ptr, bytes)| (ptr, bytes, served, elapsed, region, reentrant))
     });
     let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
     match installed {
-        Ok((ptr, bytes, served, elapsed, region)) => {
+        Ok((ptr, bytes, served, elapsed, region, reentrant)) => {
             stats.optimized.record_osr(bytes, elapsed);
             stats.osr_compiled.fetch_add(1, Ordering::Relaxed);
             stats.record_install_latency(req.requested.elapsed());
@@ -449,23 +576,27 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
                     OsrState::Ready {
                         why,
                         entry: ptr,
-                        reentrant: region,
+                        reentrant,
                         at,
                         armed_since: None,
+                        taken: 0,
                     }
                 } else {
                     OsrState::Failed
                 };
                 osr.insert((req.def_index, l), state);
             }
-            if let Job::Osr { loop_index, .. } = req.job {
+            match &req.job {
                 // The loop's header takes the entry at its next iteration, whatever its budget,
                 // and (while nothing else is armed) every time it comes round again: a region
-                // entry ends with its loop, which may run again later. (A direct entry is armed
-                // by the next budget check that finds it: which of its loops to arm depends on
-                // where the program is by then.)
-                module.budgets[tiering.bodies.len() + def]
-                    .store(loop_index.saturating_add(1) as i32, Ordering::Relaxed);
+                // entry ends with its loop, which may run again later. (An entry serving several
+                // loops is armed by the next budget check that finds it: which of its loops to
+                // arm depends on where the program is by then.)
+                Job::Osr { loops, .. } if served.len() == 1 && (region || loops == &served) => {
+                    module.budgets[tiering.bodies.len() + def]
+                        .store(served[0].saturating_add(1) as i32, Ordering::Relaxed);
+                }
+                _ => {}
             }
         }
         Err(e) => {
@@ -480,6 +611,28 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
     }
     drop(osr);
     tiering.osr_busy[def].store(false, Ordering::Release);
+}
+
+/// Drops a request unstarted (the manager was stopped): the loops of an OSR request are marked
+/// failed, so their headers stop asking, and the function may ask for other entries.
+fn abandon(req: Request) {
+    let Some(module) = req.module.upgrade() else {
+        return;
+    };
+    let Some(tiering) = module.tiering.as_ref() else {
+        return;
+    };
+    if req.job == Job::Function {
+        return;
+    }
+    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    for l in req.job.asked() {
+        if let Some(state @ OsrState::Pending(_)) = osr.get_mut(&(req.def_index, l)) {
+            *state = OsrState::Failed;
+        }
+    }
+    drop(osr);
+    tiering.osr_busy[req.def_index as usize].store(false, Ordering::Release);
 }
 
 /// Compiles and installs the function's own optimized code, unless another request already
@@ -567,7 +720,8 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
         .is_ok()
         && let Some(m) = engine.tier_manager()
     {
-        m.send(module, def_index, Job::Function);
+        // A request no thread takes leaves the function queued, that is on the baseline.
+        let _ = m.send(module, def_index, Job::Function);
     }
 }
 
@@ -583,9 +737,9 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// an outermost loop that holds several: a loop over phases, rounds or solves, whose header
 /// comes round rarely) by [`next_loop_nest`], so the first compile is rarely wasted on a nest
 /// that has finished (such as the set-up loops before a kernel). Its region entry is requested
-/// ([`Job::Osr`]: the nest alone, handing back to the baseline when it ends); when the predicted
-/// loop holds others of the set, one *direct* entry of the whole function serving all of them
-/// is requested instead.
+/// ([`Job::Osr`]: the nest alone, handing back to the baseline when it ends; where the tier
+/// declines it, the direct entry below); when the predicted loop holds others of the set, one
+/// *direct* entry of the whole function serving all of them is requested instead.
 ///
 /// At each later call the loop itself, or else the innermost enclosing loop, with an installed
 /// entry is chosen: the loop's own entry is taken at once; an enclosing loop is armed (the
@@ -596,7 +750,12 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 /// reached through the headers of the loops enclosing it; see [`Job::Osr`]), in case
 /// the enclosing loop iterates rarely; once installed, it is the innermost and is chosen
 /// instead. Loops on the way without any entry (none installed or under way) get one the same
-/// way, outermost first (but a nest inside a loop over phases before the phase loop).
+/// way, outermost first (but a nest inside a loop over phases before the phase loop). When the
+/// hot loop is a phase of a loop over phases one of whose phases' regions has been taken
+/// [`PHASE_ROUNDS`] times, the region of the phase loop itself is requested instead (see
+/// [`phase_loop_region`]; also when such a region is taken, in [`take_osr_entry`]): the phases
+/// keep getting hot one after another, and one region per phase would compile them one by one
+/// while each round runs partly in the baseline.
 pub(crate) fn osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
@@ -613,23 +772,10 @@ pub(crate) fn osr_entry(
     let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
     if !exhausted {
         // Armed for this loop: its entry is installed.
-        if let Some(OsrState::Ready {
-            entry,
-            why,
-            reentrant,
-            armed_since,
-            ..
-        }) = osr.get_mut(&(def_index, loop_index))
+        if let Some(state) = osr.get_mut(&(def_index, loop_index))
+            && let Some(taken) = state.take(None)
         {
-            let (entry, why, reentrant) = (*entry, *why, *reentrant);
-            *armed_since = None;
-            drop(osr);
-            let taken = Taken {
-                entry,
-                why,
-                reentrant,
-            };
-            return take_osr_entry(engine, module, tiering, def_index, taken, loop_index);
+            return take_osr_entry(engine, module, tiering, osr, def_index, taken, loop_index);
         }
         let _ = armed.compare_exchange(
             loop_index.saturating_add(1) as i32,
@@ -645,53 +791,42 @@ pub(crate) fn osr_entry(
     }
     let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
     let chain = loop_chain(parents, outer_loop, loop_index);
-    // A single-loop entry for loop `l`.
-    let request_single = |osr: std::sync::MutexGuard<'_, _>, l: u32, checked: bool| {
-        let why = OsrWhy::of(l, loop_index);
-        request_osr(
-            engine,
-            module,
-            tiering,
-            osr,
-            def_index,
-            Job::Osr {
-                loop_index: l,
-                checked,
-            },
-            &[(l, why)],
-        )
+    let request = |osr: std::sync::MutexGuard<'_, _>, job: Job, loops: &[u32]| {
+        let pending: Vec<(u32, OsrWhy)> = loops
+            .iter()
+            .map(|&l| (l, OsrWhy::of(l, loop_index)))
+            .collect();
+        request_osr(engine, module, tiering, osr, def_index, job, &pending)
     };
 
     // The innermost loop of the chain with an installed entry.
     for (i, &l) in chain.iter().enumerate().rev() {
-        let Some(OsrState::Ready {
-            why,
-            entry,
-            reentrant,
-            at,
-            armed_since,
-        }) = osr.get_mut(&(def_index, l))
-        else {
+        let Some(state) = osr.get_mut(&(def_index, l)) else {
             continue;
         };
         if l == loop_index {
             // The hot loop takes its own entry (whatever it was once armed for).
-            *armed_since = None;
-            let taken = Taken {
-                entry: *entry,
-                why: OsrWhy::Own,
-                reentrant: *reentrant,
+            let Some(taken) = state.take(Some(OsrWhy::Own)) else {
+                continue;
             };
-            drop(osr);
-            return take_osr_entry(engine, module, tiering, def_index, taken, l);
+            return take_osr_entry(engine, module, tiering, osr, def_index, taken, l);
         }
+        let OsrState::Ready {
+            why,
+            at,
+            armed_since,
+            ..
+        } = state
+        else {
+            continue;
+        };
         // An enclosing loop's header takes it next time round.
         armed.store(l.saturating_add(1) as i32, Ordering::Relaxed);
         *why = OsrWhy::ForInner;
         let waiting_since = (*armed_since.get_or_insert_with(Instant::now)).max(*at);
         let next = chain[i + 1];
         if waiting_since.elapsed() >= SPECULATE_AFTER && !osr.contains_key(&(def_index, next)) {
-            request_single(osr, next, false);
+            request(osr, Job::region(next, false), &[next]);
         }
         return std::ptr::null();
     }
@@ -701,40 +836,50 @@ pub(crate) fn osr_entry(
     {
         return std::ptr::null();
     }
+    let served = tiering.served[def].get_or_init(|| direct_entry_loops(parents));
     // Nothing installed or under way on the chain: the function's first entry if it has not
     // been asked for and covers a loop of the chain, else a single entry, outermost first.
-    if !tiering.osr_direct[def].load(Ordering::Relaxed) {
-        let loops = direct_entry_loops(parents);
-        if chain.iter().any(|l| loops.contains(l)) {
-            let checked = next_loop_nest(&loops, parents, loop_index);
-            if let Some(nest) = checked.filter(|&l| !holds_served(&loops, parents, l)) {
-                // The loop nest the program is in or reaches next: its region alone.
-                if request_single(osr, nest, true) {
-                    tiering.osr_direct[def].store(true, Ordering::Relaxed);
-                }
-                return std::ptr::null();
+    if !tiering.osr_direct[def].load(Ordering::Relaxed) && chain.iter().any(|l| served.contains(l))
+    {
+        let checked = next_loop_nest(served, parents, loop_index);
+        let direct = Fallback::Direct {
+            loops: served.clone(),
+            checked,
+        };
+        let requested = match checked.filter(|&l| !holds_served(served, parents, l)) {
+            // The loop nest the program is in or reaches next: its region alone.
+            Some(nest) => {
+                let job = Job::Osr {
+                    region: nest,
+                    loops: vec![nest],
+                    checked: Some(nest),
+                    fallback: direct,
+                };
+                request(osr, job, &[nest])
             }
-            let pending: Vec<(u32, OsrWhy)> = loops
-                .iter()
-                .map(|&l| (l, OsrWhy::of(l, loop_index)))
-                .collect();
-            if request_osr(
-                engine,
-                module,
-                tiering,
-                osr,
-                def_index,
-                Job::OsrDirect { loops, checked },
-                &pending,
-            ) {
-                tiering.osr_direct[def].store(true, Ordering::Relaxed);
+            None => {
+                let Fallback::Direct { loops, checked } = direct else {
+                    unreachable!("built above")
+                };
+                let pending = loops.clone();
+                request(osr, Job::OsrDirect { loops, checked }, &pending)
             }
-            return std::ptr::null();
+        };
+        if requested {
+            tiering.osr_direct[def].store(true, Ordering::Relaxed);
         }
+        return std::ptr::null();
+    }
+    // A loop over phases whose phases keep getting hot one after another: its region.
+    if let Some(&outer) = chain.first()
+        && let Some((job, loops)) =
+            phase_loop_region(&osr, def_index, parents, served, (outer, loop_index), false)
+    {
+        request(osr, job, &loops);
+        return std::ptr::null();
     }
     // Outermost first, but not a loop over phases when a loop nest inside it can have its own
     // region: the nest is what runs now, the phase loop is most of the function.
-    let served = direct_entry_loops(parents);
     let without: Vec<u32> = chain
         .iter()
         .copied()
@@ -743,11 +888,75 @@ pub(crate) fn osr_entry(
     let nest = without
         .iter()
         .copied()
-        .find(|&l| !holds_served(&served, parents, l));
+        .find(|&l| !holds_served(served, parents, l));
     if let Some(l) = nest.or(without.first().copied()) {
-        request_single(osr, l, false);
+        request(osr, Job::region(l, false), &[l]);
     }
     std::ptr::null()
+}
+
+/// The region of loop over phases `outer` (see [`osr_entry`]) if it is due: `outer` is a
+/// served loop holding other served loops (its phases), has no entry of its own, and one of
+/// its phases' regions has been taken [`PHASE_ROUNDS`] times. Entered at `outer`'s header and
+/// at the phases without an installed region (`hot`, the loop asking, picks the checked one).
+/// `all_in_regions`: only if every phase has an installed region (asked at the take of a
+/// phase's region: while some phase has none, that phase getting hot asks). Returns the job
+/// and the loops it serves.
+fn phase_loop_region(
+    osr: &HashMap<(u32, u32), OsrState>,
+    def_index: u32,
+    parents: &[Option<u32>],
+    served: &[u32],
+    (outer, hot): (u32, u32),
+    all_in_regions: bool,
+) -> Option<(Job, Vec<u32>)> {
+    if !holds_served(served, parents, outer) || osr.contains_key(&(def_index, outer)) {
+        return None;
+    }
+    let phases = served
+        .iter()
+        .copied()
+        .filter(|&l| parents[l as usize] == Some(outer));
+    let ready = |l: u32| {
+        osr.get(&(def_index, l))
+            .is_some_and(|s| matches!(s, OsrState::Ready { .. }))
+    };
+    // Takes of the phases' own regions (a whole-function entry taken at a phase runs to the
+    // end of the call, so it says nothing about rounds). They add up over calls of the
+    // function, which come round like rounds do.
+    let rounds = phases
+        .clone()
+        .filter_map(|l| match osr.get(&(def_index, l)) {
+            Some(OsrState::Ready {
+                taken,
+                reentrant: true,
+                ..
+            }) => Some(*taken),
+            _ => None,
+        })
+        .max()?;
+    if rounds < PHASE_ROUNDS {
+        return None;
+    }
+    // A phase with an installed region keeps it: that region may have a checked copy of its
+    // loop the phase loop's region has not, and the program reaches it through the phase
+    // loop's region anyway once that is taken elsewhere.
+    let mut loops = vec![outer];
+    loops.extend(phases.filter(|&l| !ready(l)));
+    if all_in_regions && loops.len() > 1 {
+        return None;
+    }
+    let checked = next_loop_nest(&loops, parents, hot);
+    let job = Job::Osr {
+        region: outer,
+        loops: loops.clone(),
+        checked,
+        fallback: Fallback::Direct {
+            loops: loops.clone(),
+            checked,
+        },
+    };
+    Some((job, loops))
 }
 
 /// How long [`osr_entry_now`] waits for an entry before the loop goes on in the baseline.
@@ -769,32 +978,32 @@ fn osr_entry_now<'t>(
     }
     let started = Instant::now();
     loop {
-        match osr.get(&(def_index, loop_index)) {
-            Some(&OsrState::Ready {
-                entry, reentrant, ..
-            }) => {
-                drop(osr);
-                let taken = Taken {
-                    entry,
-                    why: OsrWhy::Own,
-                    reentrant,
-                };
-                return take_osr_entry(engine, module, tiering, def_index, taken, loop_index);
+        let state = osr.get_mut(&(def_index, loop_index));
+        match state {
+            Some(state @ OsrState::Ready { .. }) => {
+                let taken = state.take(Some(OsrWhy::Own)).expect("installed");
+                return take_osr_entry(engine, module, tiering, osr, def_index, taken, loop_index);
             }
             Some(OsrState::Failed) => return std::ptr::null(),
+            Some(OsrState::Pending(_)) if started.elapsed() > OSR_NOW_PATIENCE => {
+                // The compile is stuck (a request the stopped manager dropped is marked failed
+                // by `abandon`): the loop goes on in the baseline, and so does every later
+                // pass through its header.
+                osr.insert((def_index, loop_index), OsrState::Failed);
+                return std::ptr::null();
+            }
             Some(OsrState::Pending(_)) => drop(osr),
+            None if started.elapsed() > OSR_NOW_PATIENCE => {
+                // Another entry of the function never finished.
+                osr.insert((def_index, loop_index), OsrState::Failed);
+                return std::ptr::null();
+            }
             None => {
-                let job = Job::Osr {
-                    loop_index,
-                    checked: true,
-                };
                 let pending = [(loop_index, OsrWhy::Own)];
                 // Busy with another entry of the function: wait for it, then ask.
+                let job = Job::region(loop_index, true);
                 request_osr(engine, module, tiering, osr, def_index, job, &pending);
             }
-        }
-        if started.elapsed() > OSR_NOW_PATIENCE {
-            return std::ptr::null();
         }
         std::thread::sleep(Duration::from_micros(100));
         osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
@@ -854,17 +1063,23 @@ fn direct_entry_loops(parents: &[Option<u32>]) -> Vec<u32> {
 struct Taken {
     entry: *const u8,
     why: OsrWhy,
-    /// Whether it is a region entry.
+    /// Whether it is a region entry of a loop nested in another loop (which one call may take
+    /// many times).
     reentrant: bool,
 }
 
-/// Counts an OSR entry taken and returns it. From the function's second entry on (it runs
-/// again), its own optimized code is queued too; entries that may be taken again in the same
-/// call (regions of nested loops) do not count.
+/// Counts an OSR entry taken at loop `loop_index` and returns it (`osr` is the state's lock,
+/// released here). From the function's second entry on (it runs again), its own optimized code
+/// is queued too; entries that may be taken again in the same call (regions of nested loops)
+/// count apart, and queue it from the [`REENTERED_CALLS`]th on. The region of a phase of a loop
+/// over phases may make the phase loop's region due ([`phase_loop_region`]) when every phase
+/// runs in a region of its own: then no phase gets hot in the baseline to ask for it, and it is
+/// requested here.
 fn take_osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
     tiering: &ModuleTiering,
+    osr: std::sync::MutexGuard<'_, HashMap<(u32, u32), OsrState>>,
     def_index: u32,
     taken: Taken,
     loop_index: u32,
@@ -882,12 +1097,45 @@ fn take_osr_entry(
             "for an inner loop"
         }
     );
+    let def = def_index as usize;
+    let phase_loop = match reentrant {
+        true => {
+            let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
+            let served = tiering.served[def].get_or_init(|| direct_entry_loops(parents));
+            parents
+                .get(loop_index as usize)
+                .copied()
+                .flatten()
+                .and_then(|outer| {
+                    let at = (outer, loop_index);
+                    phase_loop_region(&osr, def_index, parents, served, at, true)
+                })
+        }
+        false => None,
+    };
+    match phase_loop {
+        Some((job, loops)) => {
+            let pending: Vec<(u32, OsrWhy)> =
+                loops.iter().map(|&l| (l, OsrWhy::ForInner)).collect();
+            request_osr(engine, module, tiering, osr, def_index, job, &pending);
+        }
+        None => drop(osr),
+    }
     let stats = &engine.0.stats;
     stats.osr_entries.fetch_add(1, Ordering::Relaxed);
     if why == OsrWhy::ForInner {
         stats.osr_outer_entries.fetch_add(1, Ordering::Relaxed);
     }
-    if !reentrant && tiering.osr_taken[def_index as usize].fetch_add(1, Ordering::Relaxed) >= 1 {
+    let again = match reentrant {
+        false => tiering.osr_taken[def].fetch_add(1, Ordering::Relaxed) >= 1,
+        // Not while an entry of the function compiles: that entry (a phase loop's region,
+        // say) is what the program needs next, and the function's code would hold it up.
+        true => {
+            tiering.osr_reentered[def].fetch_add(1, Ordering::Relaxed) + 1 >= REENTERED_CALLS
+                && !tiering.osr_busy[def].load(Ordering::Acquire)
+        }
+    };
+    if again {
         request(engine, module, def_index);
     }
     entry
@@ -919,12 +1167,26 @@ fn request_osr(
         // check once that one is done.
         return false;
     }
+    let Some(m) = engine.tier_manager() else {
+        // No compile thread could be started: the loops stay in the baseline.
+        for &(l, _) in pending {
+            osr.insert((def_index, l), OsrState::Failed);
+        }
+        tiering.osr_busy[def_index as usize].store(false, Ordering::Release);
+        return false;
+    };
     for &(l, why) in pending {
         osr.insert((def_index, l), OsrState::Pending(why));
     }
     drop(osr);
-    if let Some(m) = engine.tier_manager() {
-        m.send(module, def_index, job);
+    if !m.send(module, def_index, job) {
+        // The compile threads are gone (they only exit with the engine).
+        let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+        for &(l, _) in pending {
+            osr.insert((def_index, l), OsrState::Failed);
+        }
+        tiering.osr_busy[def_index as usize].store(false, Ordering::Release);
+        return false;
     }
     true
 }

@@ -22,7 +22,8 @@
 //! It also compiles on-stack-replacement entries, for one loop reached through its enclosing
 //! loops ([`FunctionCompiler::compile_osr_entry`]), for several loops entered directly
 //! ([`FunctionCompiler::compile_osr_entries`]), or for one loop alone that returns to the
-//! baseline when the program leaves it ([`FunctionCompiler::compile_osr_region`]). It does not compile trampolines: the engine always
+//! baseline when the program leaves it, entered at its header or at loops inside it
+//! ([`FunctionCompiler::compile_osr_region`]). It does not compile trampolines: the engine always
 //! builds them with the baseline tier, so [`FunctionCompiler::host_to_wasm_trampoline`] and
 //! [`FunctionCompiler::wasm_to_host_trampoline`] return an
 //! [`Unsupported`](spate_tiers::CompileErrorKind::Unsupported) error.
@@ -288,7 +289,13 @@ impl LlvmCompiler {
                 let list: Vec<String> = loops.iter().map(u32::to_string).collect();
                 format!("f{func_index}-osr{}", list.join("_"))
             }
-            EntryKind::OsrRegion { region, .. } => format!("f{func_index}-region{region}"),
+            EntryKind::OsrRegion { region, loops, .. } if loops == [region] => {
+                format!("f{func_index}-region{region}")
+            }
+            EntryKind::OsrRegion { region, loops, .. } => {
+                let list: Vec<String> = loops.iter().map(u32::to_string).collect();
+                format!("f{func_index}-region{region}-at{}", list.join("_"))
+            }
         };
         let code = self.finish(&llvm_module, &name)?;
         let function = CompiledFunction {
@@ -411,14 +418,19 @@ impl FunctionCompiler for LlvmCompiler {
         func_index: u32,
         body: &FunctionBody<'_>,
         region: u32,
-        checked: bool,
+        loops: &[u32],
+        checked: Option<u32>,
     ) -> Result<(CompiledFunction, Vec<u32>), CompileError> {
         self.compile(
             module,
             func_index,
             body,
             None,
-            EntryKind::OsrRegion { region, checked },
+            EntryKind::OsrRegion {
+                region,
+                loops,
+                checked,
+            },
         )
     }
 

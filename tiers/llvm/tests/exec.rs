@@ -808,7 +808,8 @@ fn direct_osr_entry_serves_every_loop_it_names() {
     assert_eq!(err.kind, CompileErrorKind::Unsupported, "{err}");
 }
 
-const OSR_MODULE: &str = r#"(module
+const OSR_MODULE: &str = concat!(
+    r#"(module
   (memory 1)
   ;; sum of i * j over a nest of loops, with a block and an if around the inner loop
   (func (export "nest") (param $n i64) (result i64) (local $i i64) (local $j i64) (local $acc i64)
@@ -844,34 +845,9 @@ const OSR_MODULE: &str = r#"(module
             (br $l))))
       (unreachable))
     (local.get $s))
-  ;; the hot loop nested in two loops, followed by more code and more loops
-  (func (export "deep") (param $n i64) (result i64)
-    (local $i i64) (local $j i64) (local $k i64) (local $acc i64)
-    (loop $a
-      (local.set $j (i64.const 0))
-      (block $a_body
-        (loop $b
-          (local.set $k (i64.const 0))
-          (loop $c
-            (local.set $acc (i64.add (i64.mul (local.get $acc) (i64.const 3))
-                                     (i64.add (local.get $i) (i64.mul (local.get $j) (local.get $k)))))
-            (local.set $k (i64.add (local.get $k) (i64.const 1)))
-            (br_if $c (i64.lt_u (local.get $k) (i64.const 5))))
-          ;; leave the middle loop early through an enclosing block
-          (br_if $a_body (i64.eq (i64.add (local.get $i) (local.get $j)) (i64.const 7)))
-          (local.set $j (i64.add (local.get $j) (i64.const 1)))
-          (br_if $b (i64.lt_u (local.get $j) (i64.const 4)))))
-      (local.set $acc (i64.xor (local.get $acc) (i64.const 0x55)))
-      (local.set $i (i64.add (local.get $i) (i64.const 1)))
-      (br_if $a (i64.lt_u (local.get $i) (local.get $n))))
-    (local.set $acc (i64.add (local.get $acc) (i64.const 1000)))
-    (local.set $i (i64.const 0))
-    (loop $d
-      (local.set $acc (i64.rotl (local.get $acc) (local.get $i)))
-      (local.set $i (i64.add (local.get $i) (i64.const 1)))
-      (br_if $d (i64.lt_u (local.get $i) (i64.const 9))))
-    (local.get $acc))
-  ;; results flowing out of the hot loop and out of its enclosing loop
+"#,
+    include_str!("fixtures/deep.wat"),
+    r#"  ;; results flowing out of the hot loop and out of its enclosing loop
   (func (export "results") (param $n i64) (result i64) (local $i i64) (local $j i64) (local $s i64)
     (i64.add
       (loop $outer (result i64)
@@ -889,7 +865,8 @@ const OSR_MODULE: &str = r#"(module
   (func (export "not_eligible") (param i64) (result i64)
     (i64.const 1)
     (loop (param i64) (result i64) (i64.const 1) (i64.add)))
-)"#;
+)"#
+);
 
 /// The reference result of `deep` continued from the header of loop `at` (0 `$a`, 1 `$b`,
 /// 2 `$c`, 3 `$d`) with the given state; `at` 0 with all zeros is the full function.

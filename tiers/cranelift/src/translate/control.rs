@@ -22,16 +22,19 @@ const MAX_OSR_LOCALS: usize = 1024;
 use crate::cranelift_trap_code;
 
 /// The block an OSR transfer continues in when the entry it called was a region entry that
-/// left its loop (see `spate_tiers::abi`), with the transfer's locals array and the status the
-/// entry wrote. The block is filled in at the loop's end, once the locals written inside the
-/// loop are known: only those are reloaded (the others still hold the values the transfer
-/// spilled), which keeps the function's frame from growing with a reloaded copy of every local
-/// at every loop.
+/// left its loop (see `spate_tiers::abi`); its one parameter is the exit code the entry wrote.
+/// The block is filled in at the loop's end, once the locals written inside the loop are known:
+/// only those are reloaded (the others still hold the values the transfer spilled), which keeps
+/// the function's frame from growing with a reloaded copy of every local at every loop.
+///
+/// A region of an outermost loop may also be entered at the header of a loop inside it
+/// (`spate_tiers::abi`): the transfers of those inner loops send the exit codes that leave the
+/// outermost loop (its end, the labels around it) to the outermost loop's block, whose reloads
+/// cover every local written anywhere in it. So that block has several predecessors and is
+/// sealed when it is filled.
 #[derive(Clone, Copy)]
 pub(crate) struct OsrExit {
     block: Block,
-    buf: Value,
-    status: Value,
 }
 
 /// One entry of the control stack.
@@ -543,7 +546,9 @@ impl FuncTranslator<'_> {
     /// back with the status the transfer wrote, it ran the function to its end and its results
     /// are returned as this function's. A region entry that left the loop instead wrote the
     /// locals back and an exit code: the transfer goes on in a block filled in at the loop's
-    /// end ([`OsrExit`], [`Self::emit_osr_exit`]).
+    /// end ([`OsrExit`], [`Self::emit_osr_exit`]), or, for a code that leaves the outermost
+    /// OSR-eligible loop enclosing this one (whose region may be the entry called), in that
+    /// loop's block.
     fn emit_osr_transfer(&mut self, entry: ir::Value, loop_index: u32) {
         let slot_size = spate_tiers::abi::RET_AREA_SLOT;
         let n = self.locals.len() as u32;
@@ -582,17 +587,64 @@ impl FuncTranslator<'_> {
         let ended = self.builder.ins().icmp(IntCC::Equal, status, returned);
         let ret = self.builder.create_block();
         let block = self.builder.create_block();
+        self.builder.append_block_param(block, types::I32);
         self.builder.set_cold_block(ret);
         self.builder.set_cold_block(block);
-        self.builder.ins().brif(ended, ret, &[], block, &[]);
+        // The outermost OSR-eligible loop enclosing this one, if any: its region may have been
+        // the entry called.
+        match self.outer_osr_exit() {
+            None => {
+                self.builder
+                    .ins()
+                    .brif(ended, ret, &[], block, &[BlockArg::Value(status)]);
+            }
+            Some((d, outer_exit)) => {
+                // Codes that leave the outer loop (a label around it, or its end) go to its
+                // exit block; the others stay inside it and are this loop's.
+                let route = self.builder.create_block();
+                self.builder.set_cold_block(route);
+                self.builder.ins().brif(ended, ret, &[], route, &[]);
+                self.builder.seal_block(route);
+                self.builder.switch_to_block(route);
+                let frame = d as u32;
+                let label = i64::from(spate_tiers::abi::osr_exit_label(frame));
+                let end = i64::from(spate_tiers::abi::osr_exit_end(frame));
+                let around = self
+                    .builder
+                    .ins()
+                    .icmp_imm_u(IntCC::UnsignedLessThan, status, label);
+                let past = self.builder.ins().icmp_imm_u(IntCC::Equal, status, end);
+                let leaves = self.builder.ins().bor(around, past);
+                let arg = [BlockArg::Value(status)];
+                self.builder
+                    .ins()
+                    .brif(leaves, outer_exit.block, &arg, block, &arg);
+            }
+        }
         self.builder.seal_block(ret);
-        self.builder.seal_block(block);
         self.builder.switch_to_block(ret);
         self.builder.ins().return_(&results);
         let frame = self.control.last_mut().expect("the loop's frame");
         if let FrameKind::Loop { exit, .. } = &mut frame.kind {
-            *exit = Some(OsrExit { block, buf, status });
+            *exit = Some(OsrExit { block });
         }
+    }
+
+    /// The frame index and continuation block of the outermost OSR-eligible loop enclosing the
+    /// loop whose frame is on top of the control stack, if any (see [`OsrExit`]).
+    fn outer_osr_exit(&self) -> Option<(usize, OsrExit)> {
+        let innermost = self.control.len() - 1;
+        self.control[..innermost]
+            .iter()
+            .enumerate()
+            .find_map(|(d, f)| match f.kind {
+                FrameKind::Loop {
+                    osr: Some(_),
+                    exit: Some(exit),
+                    ..
+                } => Some((d, exit)),
+                _ => None,
+            })
     }
 
     /// Fills in the block where the OSR transfer at the header of loop `loop_index` (the frame on
@@ -601,34 +653,45 @@ impl FuncTranslator<'_> {
     /// the exit code goes to its target among the frames of the control stack (see
     /// `spate_tiers::abi::osr_exit_label` and `osr_exit_end`): the label of a frame enclosing
     /// the loop, or the loop's end. The operand stack is empty at the header, so targets that
-    /// take values cannot be exits; those codes, like any other, trap.
+    /// take values cannot be exits; those codes, like any other, trap. For an outermost loop the
+    /// transfers of the loops inside it come here too, with the codes that leave it (see
+    /// [`OsrExit`]); the locals written anywhere in it cover what any region entered inside it
+    /// may have changed.
     /// The builder must be at the end of a finished block; it is left at the end of another.
     fn emit_osr_exit(&mut self, loop_index: u32, exit: OsrExit) {
+        // Every transfer that may come here (this loop's, and those of the loops inside it that
+        // route exits out of it) has been emitted.
+        self.builder.seal_block(exit.block);
         self.builder.switch_to_block(exit.block);
+        let status = self.builder.block_params(exit.block)[0];
+        let slot = self
+            .osr_slot
+            .expect("the OSR transfer made the locals array");
+        let buf = self.builder.ins().stack_addr(types::I64, slot, 0);
         let slot_size = spate_tiers::abi::RET_AREA_SLOT;
         for i in 0..self.locals.len() {
             // Written at or after the loop's opening, when `loop_count` became its index + 1.
             if self.last_write.get(i).is_none_or(|&w| w <= loop_index) {
                 continue;
             }
-            let var = self.locals[i];
-            let ty = {
-                let v = self.builder.use_var(var);
-                self.builder.func.dfg.value_type(v)
-            };
-            let v = self
-                .builder
-                .ins()
-                .load(ty, trusted(), exit.buf, (i as u32 * slot_size) as i32);
-            self.builder.def_var(var, v);
+            let v = self.builder.ins().load(
+                self.local_types[i],
+                trusted(),
+                buf,
+                (i as u32 * slot_size) as i32,
+            );
+            self.builder.def_var(self.locals[i], v);
         }
         let innermost = self.control.len() - 1;
+        // Codes that leave an enclosing OSR-eligible loop went to its block instead.
+        let below = self.outer_osr_exit().map_or(0, |(d, _)| d);
         let mut targets = Vec::with_capacity(2 * self.control.len());
         for d in 0..self.control.len() {
             let frame = &mut self.control[d];
             let label = match frame.kind {
                 // A branch to the function body is a return, which is no exit.
                 FrameKind::Function => None,
+                _ if d < below => None,
                 // The loop's own header is inside its region.
                 _ if d == innermost => None,
                 FrameKind::Loop { header, .. } => (frame.num_params == 0).then_some(header),
@@ -655,7 +718,7 @@ impl FuncTranslator<'_> {
         let jt = self
             .builder
             .create_jump_table(JumpTableData::new(default_call, &calls));
-        self.builder.ins().br_table(exit.status, jt);
+        self.builder.ins().br_table(status, jt);
         self.builder.seal_block(invalid);
         self.builder.switch_to_block(invalid);
         self.builder

@@ -96,6 +96,8 @@ pub(crate) struct FuncTranslator<'a> {
     memory_base: Option<Value>,
     /// Wasm locals (parameters first).
     locals: Vec<Variable>,
+    /// The Cranelift type of each local (for reloading locals after an OSR exit).
+    local_types: Vec<ir::Type>,
     control: Vec<ControlFrame>,
     /// Whether the code being translated is reachable.
     reachable: bool,
@@ -163,6 +165,7 @@ pub(crate) fn translate_function(
         num_results: ty.results().len(),
         memory_base: None,
         locals: std::mem::take(&mut state.locals),
+        local_types: Vec::new(),
         control: std::mem::take(&mut state.control),
         reachable: true,
         unreachable_depth: 0,
@@ -498,6 +501,7 @@ impl<'a> FuncTranslator<'a> {
             let v = self.builder.block_params(entry)[2 + i];
             self.builder.def_var(var, v);
             self.locals.push(var);
+            self.local_types.push(cl_ty);
         }
         let mut locals_reader = body.get_locals_reader()?;
         let mut declared: u32 = 0;
@@ -520,6 +524,7 @@ impl<'a> FuncTranslator<'a> {
                 let var = self.builder.declare_var(cl_ty);
                 self.builder.def_var(var, zero);
                 self.locals.push(var);
+                self.local_types.push(cl_ty);
             }
         }
 

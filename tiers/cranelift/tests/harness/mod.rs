@@ -209,6 +209,12 @@ pub struct State {
     pub tier_ups: Vec<u32>,
     /// `LoopTierUp` calls: function, loop, outer loop.
     pub loop_tier_ups: Vec<(u32, u32, u32)>,
+    /// An on-stack-replacement entry `LoopTierUp` returns at the header of the given loop
+    /// (any function), for tests that combine baseline code with another tier's entries; the
+    /// code must stay mapped while the instance runs.
+    pub osr_entry: Option<(u32, *const u8)>,
+    /// How many times `LoopTierUp` returned `osr_entry`.
+    pub osr_taken: u32,
     /// Budget a function gets back when its tier-up libcall runs.
     pub budget_reset: i32,
     pub budgets: Vec<i32>,
@@ -317,6 +323,8 @@ impl Instance {
         let mut state = Box::new(State {
             tier_ups: Vec::new(),
             loop_tier_ups: Vec::new(),
+            osr_entry: None,
+            osr_taken: 0,
             budget_reset: budget,
             // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
             budgets: (0..2 * num_defined)
@@ -748,8 +756,14 @@ unsafe extern "C" fn lc_loop_tier_up(
     s.tier_ups.push(func);
     s.loop_tier_ups.push((func, loop_index, outer_loop));
     s.budgets[func as usize] = s.budget_reset;
-    // No on-stack-replacement entry: the loop goes on in the baseline code.
-    std::ptr::null()
+    match s.osr_entry {
+        Some((at, entry)) if at == loop_index => {
+            s.osr_taken += 1;
+            entry
+        }
+        // No on-stack-replacement entry: the loop goes on in the baseline code.
+        _ => std::ptr::null(),
+    }
 }
 
 fn libcall_table() -> [usize; Libcall::COUNT] {

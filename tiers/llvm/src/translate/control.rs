@@ -38,7 +38,7 @@ use spate_tiers::{CompileError, TrapCode};
 use wasmparser::{BlockType, BrTable, FunctionBody, Operator, OperatorsReader};
 
 use super::osr_facts::{RangeFact, loop_range_facts};
-use super::{FuncTranslator, byte_gep, enum_attribute, set_alignment};
+use super::{FuncTranslator, enum_attribute, set_alignment};
 
 /// One entry of the control stack.
 #[derive(Clone)]
@@ -150,6 +150,14 @@ impl OsrDirect<'_> {
     /// `seen`).
     pub(super) fn start_count_at(&mut self, seen: u32) {
         self.loops_seen = seen;
+    }
+
+    /// Leaves loop `only` as the one loop asked for, if it was asked for at all.
+    pub(super) fn ask_only(&mut self, only: u32) {
+        self.wanted.retain(|&l| l == only);
+        if self.checked != Some(only) {
+            self.checked = None;
+        }
     }
 }
 
@@ -921,23 +929,12 @@ impl<'ctx> FuncTranslator<'ctx> {
         plain: BasicBlock<'ctx>,
         facts: &[RangeFact],
     ) -> BasicBlock<'ctx> {
-        let buf = self
-            .func
-            .get_nth_param(2)
-            .expect("locals parameter")
-            .into_pointer_value();
         let i32_type = self.ctx.i32_type();
         let check = self.ctx.append_basic_block(self.func, "osr_check");
         let checked = self.ctx.append_basic_block(self.func, "osr_checked");
         let b = self.ctx.create_builder();
         let load_local = |b: &Builder<'ctx>, local: u32| {
-            let offset = u64::from(local) * u64::from(RET_AREA_SLOT);
-            let ptr = byte_gep(
-                self.ctx,
-                b,
-                buf,
-                self.ctx.i64_type().const_int(offset, false),
-            );
+            let ptr = self.osr_slot(b, local as usize);
             let v = b.build_load(i32_type, ptr, "").unwrap();
             set_alignment(v, 1);
             v

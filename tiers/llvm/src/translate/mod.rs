@@ -128,12 +128,14 @@ pub(crate) enum EntryKind<'a> {
         checked: Option<u32>,
     },
     /// An OSR entry holding one loop alone, which leaves to the baseline when the program
-    /// leaves the loop (see `region`).
+    /// leaves the loop (see `region`), entered directly at any of several loops inside it.
     OsrRegion {
         /// The loop.
         region: u32,
-        /// Whether the loop gets a checked copy if it has range facts.
-        checked: bool,
+        /// The loops it is entered at: `region`, or loops inside it.
+        loops: &'a [u32],
+        /// The loop that gets a checked copy if it has range facts (see `osr_facts`).
+        checked: Option<u32>,
     },
 }
 
@@ -242,10 +244,9 @@ pub(crate) fn translate_function<'ctx>(
             EntryKind::OsrDirect { loops, checked } => {
                 Some(control::OsrDirect::new(loops, checked))
             }
-            EntryKind::OsrRegion { region, checked } => Some(control::OsrDirect::new(
-                &[region],
-                checked.then_some(region),
-            )),
+            EntryKind::OsrRegion { loops, checked, .. } => {
+                Some(control::OsrDirect::new(loops, checked))
+            }
             _ => None,
         },
         region: match kind {
@@ -531,6 +532,23 @@ impl<'ctx> FuncTranslator<'ctx> {
         v
     }
 
+    /// The address of slot `i` of an OSR entry's locals array (its third parameter): local
+    /// `i`, or the status slot after the last local (`spate_tiers::abi`); built with `b`.
+    pub(super) fn osr_slot(&self, b: &Builder<'ctx>, i: usize) -> PointerValue<'ctx> {
+        let buf = self
+            .func
+            .get_nth_param(2)
+            .expect("locals parameter")
+            .into_pointer_value();
+        let offset = i as u64 * u64::from(RET_AREA_SLOT);
+        byte_gep(
+            self.ctx,
+            b,
+            buf,
+            self.ctx.i64_type().const_int(offset, false),
+        )
+    }
+
     /// `ptr + offset` bytes, built at the end of the prologue.
     fn prologue_gep(&self, ptr: PointerValue<'ctx>, offset: u64) -> PointerValue<'ctx> {
         if offset == 0 {
@@ -658,25 +676,20 @@ impl<'ctx> FuncTranslator<'ctx> {
             let ptr = self.prologue.build_alloca(lt, "").unwrap();
             self.locals.push(Local { ptr, ty: lt });
         }
-        let osr_locals = (self.osr.is_some() || self.osr_direct.is_some()).then(|| {
-            self.func
-                .get_nth_param(2)
-                .expect("locals parameter")
-                .into_pointer_value()
-        });
+        let osr_locals = self.osr.is_some() || self.osr_direct.is_some();
         for (i, local) in self.locals.clone().into_iter().enumerate() {
             let value = match osr_locals {
-                Some(buf) => {
-                    let ptr = self.prologue_gep(buf, i as u64 * u64::from(RET_AREA_SLOT));
+                true => {
+                    let ptr = self.osr_slot(&self.prologue, i);
                     let v = self.prologue.build_load(local.ty, ptr, "").unwrap();
                     set_alignment(v, 1);
                     v
                 }
-                None if i < num_params => self
+                false if i < num_params => self
                     .func
                     .get_nth_param(2 + i as u32)
                     .expect("wasm parameter"),
-                None => local.ty.const_zero(),
+                false => local.ty.const_zero(),
             };
             self.prologue.build_store(local.ptr, value).unwrap();
         }

@@ -11,13 +11,17 @@
 //! function as in any entry. The code before and after the loop is never translated, so the
 //! compile time is the loop's.
 //!
+//! A region of a loop inside no other loop may also be entered at the headers of loops inside
+//! it (a loop over phases, entered at the phase the program is in): the entry's dispatch
+//! branches straight to those headers, as a direct entry's does, and the exits are the same.
+//!
 //! Exits carry no values: the baseline takes an entry only at a loop header with an empty
 //! operand stack, so nothing below the loop's frame is live, and a region whose exits would
 //! pass operands (a branch out to a label that takes values, a loop with results) is declined
 //! before anything is translated, as is a loop with parameters.
 
 use spate_tiers::CompileError;
-use spate_tiers::abi::{RET_AREA_SLOT, osr_exit_end, osr_exit_label};
+use spate_tiers::abi::{osr_exit_end, osr_exit_label};
 use wasmparser::{BlockType, Operator, OperatorsReader};
 
 use super::FuncTranslator;
@@ -31,9 +35,11 @@ struct Enclosing {
 }
 
 impl<'ctx> FuncTranslator<'ctx> {
-    /// Translates the region entry of loop `region` (see the module documentation); `reader` is
-    /// at the first operator of the body, the locals are set up and the function's frame is on
-    /// the control stack. Returns the loops the entry serves.
+    /// Translates the region entry of loop `region` (see the module documentation), entered at
+    /// the loops its `OsrDirect` asks for (`region` and loops inside it; only `region` when it
+    /// is inside another loop); `reader` is at the first operator of the body, the locals are
+    /// set up and the function's frame is on the control stack. Returns the loops the entry
+    /// serves.
     pub(super) fn translate_region(
         &mut self,
         region: u32,
@@ -63,10 +69,16 @@ impl<'ctx> FuncTranslator<'ctx> {
             self.control.push(ControlFrame::exit(e.is_loop, leave));
         }
         let depth = self.control.len();
-        self.osr_direct
+        let direct = self
+            .osr_direct
             .as_mut()
-            .expect("a region entry is a direct entry")
-            .start_count_at(region);
+            .expect("a region entry is a direct entry");
+        direct.start_count_at(region);
+        if enclosing.iter().any(|e| e.is_loop) {
+            // Inside another loop, the baseline takes a region only at its own header (see
+            // `spate_tiers::abi`).
+            direct.ask_only(region);
+        }
         loop {
             self.translate_next(&mut reader, None)?;
             if self.control.len() == depth {
@@ -206,26 +218,16 @@ impl<'ctx> FuncTranslator<'ctx> {
         exit: inkwell::basic_block::BasicBlock<'ctx>,
         code: inkwell::values::IntValue<'ctx>,
     ) {
-        let buf = self
-            .func
-            .get_nth_param(2)
-            .expect("locals parameter")
-            .into_pointer_value();
         let b = self.ctx.create_builder();
         b.position_at_end(exit);
-        let slot = |i: usize| {
-            let offset = self
-                .ctx
-                .i64_type()
-                .const_int(i as u64 * u64::from(RET_AREA_SLOT), false);
-            super::byte_gep(self.ctx, &b, buf, offset)
-        };
         for (i, local) in self.locals.iter().enumerate() {
             let v = b.build_load(local.ty, local.ptr, "").unwrap();
-            let store = b.build_store(slot(i), v).unwrap();
+            let store = b.build_store(self.osr_slot(&b, i), v).unwrap();
             store.set_alignment(1).expect("stores have an alignment");
         }
-        let store = b.build_store(slot(self.locals.len()), code).unwrap();
+        let store = b
+            .build_store(self.osr_slot(&b, self.locals.len()), code)
+            .unwrap();
         store.set_alignment(4).expect("stores have an alignment");
         match (self.ret_area, self.result_types.first()) {
             (None, Some(ty)) => {
