@@ -236,6 +236,16 @@ impl ModuleTiering {
     pub(crate) fn is_optimized(&self, def_index: u32) -> bool {
         self.state[def_index as usize].load(Ordering::Acquire) == OPTIMIZED
     }
+
+    /// Defined function `def`'s loop nest ([`loop_parents`]), read once when first needed.
+    fn loop_nest(&self, def: usize) -> &[Option<u32>] {
+        self.parents[def].get_or_init(|| loop_parents(&self.bodies[def]))
+    }
+
+    /// Defined function `def`'s [`direct_entry_loops`], found once when first needed.
+    fn served_loops(&self, def: usize) -> &[u32] {
+        self.served[def].get_or_init(|| direct_entry_loops(self.loop_nest(def)))
+    }
 }
 
 /// What a request asks the optimizing tier for.
@@ -557,8 +567,10 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
     );
     let installed = r.and_then(|(f, served, elapsed, region)| {
         let nested = |l: u32| {
-            let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
-            parents.get(l as usize).is_some_and(Option::is_some)
+            tiering
+                .loop_nest(def)
+                .get(l as usize)
+                .is_some_and(Option::is_some)
         };
         let reentrant = region && served.iter().all(|&l| nested(l));
         install(tiering, func_index, f)
@@ -626,17 +638,9 @@ fn abandon(req: Request) {
     let Some(tiering) = module.tiering.as_ref() else {
         return;
     };
-    if req.job == Job::Function {
-        return;
+    if req.job != Job::Function {
+        give_up(tiering, req.def_index, req.job.asked());
     }
-    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
-    for l in req.job.asked() {
-        if let Some(state @ OsrState::Pending(_)) = osr.get_mut(&(req.def_index, l)) {
-            *state = OsrState::Failed;
-        }
-    }
-    drop(osr);
-    tiering.osr_busy[req.def_index as usize].store(false, Ordering::Release);
 }
 
 /// Compiles and installs the function's own optimized code, unless another request already
@@ -793,7 +797,7 @@ pub(crate) fn osr_entry(
     if engine.0.config.osr_at_every_loop {
         return osr_entry_now(engine, module, tiering, osr, def_index, loop_index);
     }
-    let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
+    let parents = tiering.loop_nest(def);
     let chain = loop_chain(parents, outer_loop, loop_index);
     let request = |osr: std::sync::MutexGuard<'_, _>, job: Job, loops: &[u32]| {
         let pending: Vec<(u32, OsrWhy)> = loops
@@ -840,14 +844,14 @@ pub(crate) fn osr_entry(
     {
         return std::ptr::null();
     }
-    let served = tiering.served[def].get_or_init(|| direct_entry_loops(parents));
+    let served = tiering.served_loops(def);
     // Nothing installed or under way on the chain: the function's first entry if it has not
     // been asked for and covers a loop of the chain, else a single entry, outermost first.
     if !tiering.osr_direct[def].load(Ordering::Relaxed) && chain.iter().any(|l| served.contains(l))
     {
         let checked = next_loop_nest(served, parents, loop_index);
         let direct = Fallback::Direct {
-            loops: served.clone(),
+            loops: served.to_vec(),
             checked,
         };
         let requested = match checked.filter(|&l| !holds_served(served, parents, l)) {
@@ -1104,8 +1108,7 @@ fn take_osr_entry(
     let def = def_index as usize;
     let phase_loop = match reentrant {
         true => {
-            let parents = tiering.parents[def].get_or_init(|| loop_parents(&tiering.bodies[def]));
-            let served = tiering.served[def].get_or_init(|| direct_entry_loops(parents));
+            let (parents, served) = (tiering.loop_nest(def), tiering.served_loops(def));
             parents
                 .get(loop_index as usize)
                 .copied()
@@ -1171,28 +1174,32 @@ fn request_osr(
         // check once that one is done.
         return false;
     }
-    let Some(m) = engine.tier_manager() else {
-        // No compile thread could be started: the loops stay in the baseline.
-        for &(l, _) in pending {
-            osr.insert((def_index, l), OsrState::Failed);
-        }
-        tiering.osr_busy[def_index as usize].store(false, Ordering::Release);
-        return false;
-    };
     for &(l, why) in pending {
         osr.insert((def_index, l), OsrState::Pending(why));
     }
     drop(osr);
-    if !m.send(module, def_index, job) {
-        // The compile threads are gone (they only exit with the engine).
-        let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
-        for &(l, _) in pending {
-            osr.insert((def_index, l), OsrState::Failed);
-        }
-        tiering.osr_busy[def_index as usize].store(false, Ordering::Release);
-        return false;
+    let sent = engine
+        .tier_manager()
+        .is_some_and(|m| m.send(module, def_index, job));
+    if !sent {
+        // No compile thread will take it (none could be started, or they are gone with the
+        // engine): the loops stay in the baseline.
+        give_up(tiering, def_index, pending.iter().map(|&(l, _)| l));
     }
-    true
+    sent
+}
+
+/// Marks those of `loops` whose entry is under way as failed, for a request of function
+/// `def_index` no compile thread will take, and lets the function ask for other entries.
+fn give_up(tiering: &ModuleTiering, def_index: u32, loops: impl IntoIterator<Item = u32>) {
+    let mut osr = tiering.osr.lock().unwrap_or_else(|e| e.into_inner());
+    for l in loops {
+        if let Some(state @ OsrState::Pending(_)) = osr.get_mut(&(def_index, l)) {
+            *state = OsrState::Failed;
+        }
+    }
+    drop(osr);
+    tiering.osr_busy[def_index as usize].store(false, Ordering::Release);
 }
 
 #[cfg(test)]
