@@ -282,19 +282,22 @@ impl LlvmCompiler {
             validator,
             kind,
         )?;
+        let list = |loops: &[u32]| {
+            loops
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join("_")
+        };
         let name = match kind {
             EntryKind::Function => format!("f{func_index}"),
             EntryKind::Osr { loop_index } => format!("f{func_index}-osr{loop_index}"),
-            EntryKind::OsrDirect { loops, .. } => {
-                let list: Vec<String> = loops.iter().map(u32::to_string).collect();
-                format!("f{func_index}-osr{}", list.join("_"))
-            }
+            EntryKind::OsrDirect { loops, .. } => format!("f{func_index}-osr{}", list(loops)),
             EntryKind::OsrRegion { region, loops, .. } if loops == [region] => {
                 format!("f{func_index}-region{region}")
             }
             EntryKind::OsrRegion { region, loops, .. } => {
-                let list: Vec<String> = loops.iter().map(u32::to_string).collect();
-                format!("f{func_index}-region{region}-at{}", list.join("_"))
+                format!("f{func_index}-region{region}-at{}", list(loops))
             }
         };
         let code = self.finish(&llvm_module, &name)?;

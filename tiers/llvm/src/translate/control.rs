@@ -122,6 +122,20 @@ impl OsrDirect<'_> {
             copies: Vec::new(),
         }
     }
+
+    /// Starts the count of `loop` operators at `seen` (for a translation that starts at loop
+    /// `seen`).
+    pub(super) fn start_count_at(&mut self, seen: u32) {
+        self.loops_seen = seen;
+    }
+
+    /// Leaves loop `only` as the one loop asked for, if it was asked for at all.
+    pub(super) fn ask_only(&mut self, only: u32) {
+        self.wanted.retain(|&l| l == only);
+        if self.checked != Some(only) {
+            self.checked = None;
+        }
+    }
 }
 
 impl<'ctx> ControlFrame<'ctx> {
@@ -141,22 +155,6 @@ impl<'ctx> ControlFrame<'ctx> {
             next_phis: Vec::new(),
             height: 0,
             exit_reachable: false,
-        }
-    }
-}
-
-impl OsrDirect<'_> {
-    /// Starts the count of `loop` operators at `seen` (for a translation that starts at loop
-    /// `seen`).
-    pub(super) fn start_count_at(&mut self, seen: u32) {
-        self.loops_seen = seen;
-    }
-
-    /// Leaves loop `only` as the one loop asked for, if it was asked for at all.
-    pub(super) fn ask_only(&mut self, only: u32) {
-        self.wanted.retain(|&l| l == only);
-        if self.checked != Some(only) {
-            self.checked = None;
         }
     }
 }
