@@ -787,27 +787,39 @@ const EXITS: &str = r#"(module
       (local.set $acc (i32.sub (local.get $acc) (i32.const 5)))))
     (i32.add (local.get $acc) (i32.mul (local.get $i) (local.get $j)))))"#;
 
-#[test]
-fn region_exits_to_an_outer_header_block_ends_and_an_if_end_continue_in_the_baseline() {
-    let call = |config: &Config, stop: i32| -> (i32, spate::Stats) {
-        let engine = Engine::new(config).expect("engine");
-        let (_module, mut store, inst) = load(&engine, EXITS);
-        let walk = inst
-            .get_typed_func::<(i32, i32), i32>(&store, "walk")
-            .unwrap();
-        let got = walk.call(&mut store, (400, stop)).unwrap();
-        (got, engine.stats())
-    };
+/// [`EXITS`]'s `walk(400, stop)` in a new instance on `engine`.
+fn walk(engine: &Engine, stop: i32) -> i32 {
+    let (_module, mut store, inst) = load(engine, EXITS);
+    let walk = inst
+        .get_typed_func::<(i32, i32), i32>(&store, "walk")
+        .unwrap();
+    walk.call(&mut store, (400, stop)).unwrap()
+}
+
+/// [`walk`] on a baseline-only engine: the reference.
+fn walk_in_baseline(stop: i32) -> i32 {
     let mut baseline = Config::new();
     baseline.tier(TierMode::Baseline);
-    let mut every = Config::new();
-    every
+    walk(&Engine::new(&baseline).expect("engine"), stop)
+}
+
+/// A tiered engine at threshold 1000 with `osr_at_every_loop`.
+fn osr_at_every_loop_engine() -> Engine {
+    let mut config = Config::new();
+    config
         .tier(TierMode::Tiered)
         .tier_up_threshold(1000)
         .osr_at_every_loop(true);
+    Engine::new(&config).expect("engine")
+}
+
+#[test]
+fn region_exits_to_an_outer_header_block_ends_and_an_if_end_continue_in_the_baseline() {
     for stop in [1000, 300] {
-        let (want, _) = call(&baseline, stop);
-        let (got, stats) = call(&every, stop);
+        let want = walk_in_baseline(stop);
+        let engine = osr_at_every_loop_engine();
+        let got = walk(&engine, stop);
+        let stats = engine.stats();
         assert_eq!(got, want, "stop {stop}: {stats}");
         // The inner loop's region was taken (and so left) again and again.
         assert!(stats.osr_entries >= 3, "stop {stop}: {stats}");
@@ -820,12 +832,7 @@ fn osr_at_every_loop_goes_on_in_the_baseline_once_tier_up_is_stopped() {
     // Every exhausted loop header waits for its own loop's entry; after `stop_tier_ups` the
     // requests are dropped unstarted, and each loop must learn that at once (its request marked
     // failed) instead of waiting out the 30-second patience at every header.
-    let mut config = Config::new();
-    config
-        .tier(TierMode::Tiered)
-        .tier_up_threshold(1000)
-        .osr_at_every_loop(true);
-    let engine = Engine::new(&config).expect("engine");
+    let engine = osr_at_every_loop_engine();
     let (_module, mut store, inst) = load(&engine, MIX);
     // Starts the tier manager (an unstarted one has nothing to stop).
     let f = inst.get_typed_func::<i32, i32>(&store, "mix").unwrap();
@@ -835,21 +842,10 @@ fn osr_at_every_loop_goes_on_in_the_baseline_once_tier_up_is_stopped() {
     assert!(engine.wait_for_tier_ups(PATIENCE));
     assert!(engine.stop_tier_ups(PATIENCE));
     let before = engine.stats();
-    let (_module, mut store, inst) = load(&engine, EXITS);
-    let walk = inst
-        .get_typed_func::<(i32, i32), i32>(&store, "walk")
-        .unwrap();
     let started = Instant::now();
-    let got = walk.call(&mut store, (400, 1000)).unwrap();
+    let got = walk(&engine, 1000);
     let waited = started.elapsed();
-    let mut baseline = Config::new();
-    baseline.tier(TierMode::Baseline);
-    let reference = Engine::new(&baseline).expect("engine");
-    let (_module, mut store, inst) = load(&reference, EXITS);
-    let walk = inst
-        .get_typed_func::<(i32, i32), i32>(&store, "walk")
-        .unwrap();
-    assert_eq!(got, walk.call(&mut store, (400, 1000)).unwrap());
+    assert_eq!(got, walk_in_baseline(1000));
     let after = engine.stats();
     assert_eq!(after.osr_entries, before.osr_entries, "{after}");
     assert_eq!(after.osr_compiled, before.osr_compiled, "{after}");
