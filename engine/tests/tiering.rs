@@ -92,6 +92,16 @@ fn host_calls_stay_right_while_the_callee_is_swapped() {
     );
 }
 
+/// A tier that compiled something took CPU time doing it, and no more CPU time than wall time
+/// (each compile runs on one thread; the slack covers the two clocks' granularity).
+fn assert_compile_times(t: &spate::TierStats) {
+    assert!(t.compile_cpu_time > Duration::ZERO, "{t:?}");
+    assert!(
+        t.compile_cpu_time <= t.compile_time + Duration::from_micros(100) * t.functions as u32,
+        "{t:?}"
+    );
+}
+
 #[test]
 fn every_tier_mode_computes_the_same() {
     for mode in [TierMode::Baseline, TierMode::Optimized, TierMode::Tiered] {
@@ -114,11 +124,14 @@ fn every_tier_mode_computes_the_same() {
             TierMode::Baseline => {
                 assert_eq!(stats.optimized.functions, 0);
                 assert_eq!(stats.baseline.functions, 3);
+                assert_compile_times(&stats.baseline);
+                assert_eq!(stats.optimized.compile_cpu_time, Duration::ZERO);
             }
             TierMode::Optimized => {
                 assert_eq!(stats.baseline.functions, 0);
                 assert_eq!(stats.optimized.functions, 3);
                 assert!(stats.optimized.code_bytes > 0);
+                assert_compile_times(&stats.optimized);
             }
             TierMode::Tiered => {
                 assert_eq!(stats.baseline.functions, 3);

@@ -21,7 +21,8 @@
 //! records the share of its first call's wall time its thread spent off the CPU (wall time minus
 //! the thread's CPU time: descheduling, or, where the kernel accounts steal time, a virtual
 //! machine's host running other work), so a reader can tell a run slowed by the machine from one
-//! slowed by the code; `--max-off-cpu` repeats runs above a share.
+//! slowed by the code; in tiered mode the same is recorded for the LLVM compile thread, whose
+//! code the call waits for. `--max-off-cpu` repeats runs above a share.
 //!
 //! Build and run with `cargo run --release -p spate-benches --bin tiers`, or through
 //! `scripts/bench-tiers.sh`.
@@ -69,8 +70,12 @@ options:
                         kept) when its thread was off the CPU for more than P percent of the
                         wall time of its first call (wall time minus the thread's CPU time,
                         which, where the kernel accounts steal time, also leaves out the time
-                        a virtual machine's host gave the CPU to others). Off by default: every
-                        run is kept; the off-CPU share is printed either way
+                        a virtual machine's host gave the CPU to others). A tiered run is also
+                        repeated when its LLVM compile thread spent more than P percent of that
+                        wall time off the CPU while compiling (wall minus CPU time of the
+                        compiles; the call waits for their code, so a starved compile thread
+                        slows it as its own thread would). Off by default: every run is kept;
+                        the off-CPU shares are printed either way
   --markdown            print Markdown tables (for docs/BENCHMARKS.md)
   --list                list the kernels and exit
   -h, --help            this text";
@@ -181,6 +186,9 @@ struct Figures {
     /// Functions and OSR entries compiled by the optimizing (LLVM) tier and its compile time.
     optimized_functions: u64,
     optimized_compile: Duration,
+    /// The part of `optimized_compile` the compile threads spent waiting for a CPU (their wall
+    /// time minus their CPU time).
+    optimized_off_cpu: Duration,
     tier_up_requests: u64,
     tier_ups: u64,
     osr_entries: u64,
@@ -235,6 +243,10 @@ mod engine_api {
             baseline_compile: s.baseline.compile_time,
             optimized_functions: s.optimized.functions,
             optimized_compile: s.optimized.compile_time,
+            optimized_off_cpu: s
+                .optimized
+                .compile_time
+                .saturating_sub(s.optimized.compile_cpu_time),
             tier_up_requests: s.tier_up_requests,
             tier_ups: s.tier_ups,
             osr_entries: s.osr_entries,
@@ -373,6 +385,11 @@ struct Run {
     /// The share of the first call's wall time its thread was off the CPU (later calls' shares
     /// are not kept).
     off_cpu: f64,
+    /// Tiered mode: the time the LLVM compile thread spent off the CPU while compiling (see
+    /// [`Figures::optimized_off_cpu`]), as a share of the first call's wall time; zero in the
+    /// other modes, which compile before the call. The first call waits for those compiles,
+    /// so a compile thread kept from its CPU slows the run as its own thread would.
+    compile_off_cpu: f64,
     /// The mean of the native runs timed just before and just after this one (what its ratios
     /// are taken against).
     native: Duration,
@@ -466,6 +483,10 @@ fn run_wasm(
     // Outside the timed region: let background tier-ups finish so their compile time counts.
     engine_api::settle(&engine, Duration::from_secs(30));
     let figures = engine_api::figures(&engine);
+    let compile_off_cpu = match mode {
+        Mode::Tiered => figures.optimized_off_cpu.as_secs_f64() / run.as_secs_f64().max(1e-9),
+        Mode::Baseline | Mode::Optimized => 0.0,
+    };
     drop(store);
     drop(module);
     Ok(Run {
@@ -476,6 +497,7 @@ fn run_wasm(
         checksum,
         figures,
         off_cpu,
+        compile_off_cpu,
         native: Duration::ZERO,
         later: later_median(&times).map(|wasm| (wasm, Duration::ZERO)),
     })
@@ -652,6 +674,8 @@ struct KernelResult {
     /// The off-CPU shares of the kept native runs and of the kept wasm runs (all modes), and
     /// how many runs `--max-off-cpu` repeated.
     off_cpu: (Vec<f64>, Vec<f64>, usize),
+    /// The compile thread's off-CPU shares of the kept tiered runs ([`Run::compile_off_cpu`]).
+    compile_off_cpu: Vec<f64>,
 }
 
 /// Identical code paired as the wasm runs are: each native run but the first and last over the
@@ -756,7 +780,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             rep + 1,
             ms(run.first),
             later_note(run.later),
-            off_cpu_note(run.off_cpu, again)
+            off_cpu_note(run.off_cpu, None, again)
         );
         Ok(run)
     };
@@ -786,7 +810,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             };
             let (r, again) = until_on_cpu(
                 opts.max_off_cpu,
-                |r: &Run| r.off_cpu,
+                |r: &Run| r.off_cpu.max(r.compile_off_cpu),
                 || {
                     // A repeated attempt gets a fresh engine, as every run does.
                     let engine = match first.take() {
@@ -815,7 +839,11 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 r.figures.tier_ups,
                 r.figures.osr_entries,
                 later_note(r.later.map(|(wasm, _)| wasm)),
-                off_cpu_note(r.off_cpu, again),
+                off_cpu_note(
+                    r.off_cpu,
+                    (mode == Mode::Tiered).then_some(r.compile_off_cpu),
+                    again
+                ),
             );
             let after = time_native_run(rep)?;
             let before = natives
@@ -839,6 +867,13 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
         runs.iter().flatten().map(|r| r.off_cpu).collect(),
         repeats.get(),
     );
+    let compile_off_cpu = opts
+        .modes
+        .iter()
+        .zip(&runs)
+        .filter(|&(&m, _)| m == Mode::Tiered)
+        .flat_map(|(_, r)| r.iter().map(|r| r.compile_off_cpu))
+        .collect();
     let native_stats = Stats::new(&natives.iter().map(|n| n.first).collect::<Vec<_>>());
     let native_later: Vec<Duration> = natives.iter().filter_map(|n| n.later).collect();
     Ok(KernelResult {
@@ -848,20 +883,25 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
         native_later: (!native_later.is_empty()).then(|| Stats::new(&native_later).median),
         noise: noise_floor(&natives),
         off_cpu,
+        compile_off_cpu,
         checksum,
         identical,
         modes,
     })
 }
 
-/// The off-CPU share of a run, and how many attempts before it were repeated for too high a
+/// The off-CPU share of a run (and in tiered mode its compile thread's, see
+/// [`Run::compile_off_cpu`]), and how many attempts before it were repeated for too high a
 /// share (`--max-off-cpu`).
-fn off_cpu_note(off_cpu: f64, repeated: usize) -> String {
+fn off_cpu_note(off_cpu: f64, compile_off_cpu: Option<f64>, repeated: usize) -> String {
     let again = match repeated {
         0 => String::new(),
         n => format!(", after {n} repeated"),
     };
-    format!(" [off-CPU {:.1}%{again}]", off_cpu * 100.0)
+    let compile = compile_off_cpu.map_or_else(String::new, |c| {
+        format!(", compile thread {:.1}%", c * 100.0)
+    });
+    format!(" [off-CPU {:.1}%{compile}{again}]", off_cpu * 100.0)
 }
 
 /// `", later calls N ms"` for the progress lines, when there were later calls.
@@ -1134,9 +1174,16 @@ fn report(opts: &Options, results: &[KernelResult]) {
             let max = v.iter().copied().fold(0.0, f64::max);
             format!("median {:.1}%, max {:.1}%", median(v) * 100.0, max * 100.0)
         };
+        let compile = match r.compile_off_cpu.is_empty() {
+            true => String::new(),
+            false => format!(
+                ", tiered runs' compile thread {}",
+                share(&r.compile_off_cpu)
+            ),
+        };
         println!(
-            "{}{}: off the CPU (wall minus thread CPU time) in the kept runs: native {}, wasm {}; \
-             {}",
+            "{}{}: off the CPU (wall minus thread CPU time) in the kept runs: native {}, wasm \
+             {}{compile}; {}",
             if md { "- " } else { "" },
             r.kernel.name,
             share(native),
@@ -1390,6 +1437,7 @@ mod tests {
             checksum: Checksum::Int(0),
             figures: Figures::default(),
             off_cpu: 0.0,
+            compile_off_cpu: 0.0,
             native: Duration::ZERO,
             later: Some((d(410), Duration::ZERO)),
         };
@@ -1403,6 +1451,15 @@ mod tests {
         };
         let unpaired = run.bracketed(&native_run(400, None), &native_run(420, None));
         assert_eq!(unpaired.later, None);
+    }
+
+    #[test]
+    fn the_off_cpu_note_names_the_compile_thread_only_when_there_is_one() {
+        assert_eq!(off_cpu_note(0.012, None, 0), " [off-CPU 1.2%]");
+        assert_eq!(
+            off_cpu_note(0.012, Some(0.2), 2),
+            " [off-CPU 1.2%, compile thread 20.0%, after 2 repeated]"
+        );
     }
 
     #[test]

@@ -22,12 +22,12 @@ use super::memory::CodeMemory;
 use crate::engine::Engine;
 use crate::module::ModuleInner;
 use crate::stream::{ModuleError, compile_guarded};
-use crate::tiering::Body;
+use crate::tiering::{Body, CompileTime, CompileTimer};
 use crate::vm::traphandlers::{UnwindReason, raise};
 use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmparser::{BinaryReader, FunctionBody};
 
 /// The body has not arrived yet.
@@ -120,15 +120,15 @@ impl LazyCode {
         &self,
         compiler: &mut dyn FunctionCompiler,
         def: u32,
-    ) -> (Result<CompiledFunction, CompileError>, Duration) {
+    ) -> (Result<CompiledFunction, CompileError>, CompileTime) {
         let body = self.bodies[def as usize]
             .get()
             .expect("a queued function has its body");
         let func_index = self.info.num_imported_functions + def;
         let reader = FunctionBody::new(BinaryReader::new(&body.bytes, body.offset));
-        let started = Instant::now();
+        let started = CompileTimer::start();
         let r = compile_guarded(compiler, &self.info, func_index, &reader, None);
-        (r, started.elapsed())
+        (r, started.stop())
     }
 
     /// Stores or installs the outcome of compiling `def`, and wakes first calls waiting for it.
@@ -137,7 +137,7 @@ impl LazyCode {
         engine: &Engine,
         def: u32,
         r: Result<CompiledFunction, CompileError>,
-        time: Duration,
+        time: CompileTime,
     ) {
         let mut shared = self.lock();
         let state = match r {

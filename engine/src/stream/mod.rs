@@ -16,14 +16,14 @@ use crate::code::CodeMemory;
 use crate::code::lazy::{self, LazyCode};
 use crate::engine::{CompileStrategy, Engine, TierMode};
 use crate::module::{Module, ModuleInner};
-use crate::tiering::{Body, ModuleTiering};
+use crate::tiering::{Body, CompileTime, CompileTimer, ModuleTiering};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 use sections::Declarations;
 use spate_tiers::{CompileError, CompiledFunction, FunctionCompiler, ModuleInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmparser::{BinaryReader, Chunk, FunctionBody, Parser, ValidPayload, Validator};
 
 /// A module that could not be compiled: malformed, invalid, or beyond what the engine supports.
@@ -70,7 +70,7 @@ impl From<CompileError> for ModuleError {
     }
 }
 
-type CompileResult = (u32, Result<CompiledFunction, CompileError>, Duration);
+type CompileResult = (u32, Result<CompiledFunction, CompileError>, CompileTime);
 
 /// Compilation of function bodies, started when the code section begins.
 struct Compilation {
@@ -131,7 +131,7 @@ impl Compilation {
         }
         if let Some(compiler) = self.inline.as_mut() {
             let mut validator = to_validate.into_validator(Default::default());
-            let started = Instant::now();
+            let started = CompileTimer::start();
             let r = compile_guarded(
                 &mut **compiler,
                 &self.info,
@@ -139,7 +139,7 @@ impl Compilation {
                 body,
                 Some(&mut validator),
             );
-            self.store(engine, def_index, r, started.elapsed());
+            self.store(engine, def_index, r, started.stop());
             return Ok(());
         }
         let range = body.range();
@@ -149,9 +149,9 @@ impl Compilation {
         engine.submit(Box::new(move |compiler| {
             let body = FunctionBody::new(BinaryReader::new(&bytes, range.start));
             let mut validator = to_validate.into_validator(Default::default());
-            let started = Instant::now();
+            let started = CompileTimer::start();
             let r = compile_guarded(compiler, &info, func_index, &body, Some(&mut validator));
-            let _ = tx.send((def_index, r, started.elapsed()));
+            let _ = tx.send((def_index, r, started.stop()));
         }));
         Ok(())
     }
@@ -161,7 +161,7 @@ impl Compilation {
         engine: &Engine,
         def_index: u32,
         r: Result<CompiledFunction, CompileError>,
-        time: Duration,
+        time: CompileTime,
     ) {
         match r {
             Ok(f) => {

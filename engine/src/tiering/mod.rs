@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 use wasmparser::{BinaryReader, FunctionBody};
 
 mod stats;
+pub(crate) use stats::{CompileTime, CompileTimer, StatsCounters, TierCounters};
 pub use stats::{Stats, TierStats};
-pub(crate) use stats::{StatsCounters, TierCounters};
 
 /// With the environment variable `SPATE_TIER_TRACE` set, the tier manager writes one line per
 /// event (requests, compiles, OSR entries taken) to standard error, stamped with milliseconds
@@ -517,7 +517,7 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             checked,
             fallback,
         } => {
-            let started = Instant::now();
+            let started = CompileTimer::start();
             let info = &module.info;
             // The loops whose state the outcome settles: the region's, and where the fallback
             // is compiled, the fallback's too.
@@ -525,19 +525,19 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             let r = match guarded(|| {
                 compiler.compile_osr_region(info, func_index, &reader, *region, loops, *checked)
             }) {
-                Ok((f, served)) => Ok((f, served, started.elapsed(), true)),
+                Ok((f, served)) => Ok((f, served, started.stop(), true)),
                 Err(e) if e.kind == spate_tiers::CompileErrorKind::Unsupported => {
                     trace!("f{func_index} loop {region}: no region entry ({e})");
                     asked = req.job.asked();
                     match fallback {
                         &Fallback::Through(l) => {
                             guarded(|| compiler.compile_osr_entry(info, func_index, &reader, l))
-                                .map(|f| (f, vec![l], started.elapsed(), false))
+                                .map(|f| (f, vec![l], started.stop(), false))
                         }
                         Fallback::Direct { loops, checked } => guarded(|| {
                             compiler.compile_osr_entries(info, func_index, &reader, loops, *checked)
                         })
-                        .map(|(f, served)| (f, served, started.elapsed(), false)),
+                        .map(|(f, served)| (f, served, started.stop(), false)),
                     }
                 }
                 Err(e) => Err(e),
@@ -545,11 +545,11 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
             (asked, r)
         }
         Job::OsrDirect { loops, checked } => (loops.clone(), {
-            let started = Instant::now();
+            let started = CompileTimer::start();
             guarded(|| {
                 compiler.compile_osr_entries(&module.info, func_index, &reader, loops, *checked)
             })
-            .map(|(f, served)| (f, served, started.elapsed(), false))
+            .map(|(f, served)| (f, served, started.stop(), false))
         }),
     };
     trace!(
@@ -557,9 +557,10 @@ fn run(engine: &Arc<EngineInner>, compiler: &mut dyn FunctionCompiler, req: Requ
         req.job,
         match &r {
             Ok((_, served, t, region)) => format!(
-                "{}for loops {served:?} compiled in {:.1} ms",
+                "{}for loops {served:?} compiled in {:.1} ms ({:.1} ms on the CPU)",
                 if *region { "(region) " } else { "" },
-                t.as_secs_f64() * 1e3
+                t.wall.as_secs_f64() * 1e3,
+                t.cpu.as_secs_f64() * 1e3
             ),
             Err(e) => format!("failed: {e}"),
         },
@@ -664,12 +665,14 @@ fn compile_function_job(
     if !claimed {
         return;
     }
-    let started = Instant::now();
+    let started = CompileTimer::start();
     let r = guarded(|| compiler.compile_function(&module.info, func_index, reader, None));
-    let elapsed = started.elapsed();
+    let elapsed = started.stop();
     trace!(
-        "f{func_index}: function compiled in {:.1} ms ({:.1} ms after the request){}",
-        elapsed.as_secs_f64() * 1e3,
+        "f{func_index}: function compiled in {:.1} ms ({:.1} ms on the CPU, {:.1} ms after the \
+         request){}",
+        elapsed.wall.as_secs_f64() * 1e3,
+        elapsed.cpu.as_secs_f64() * 1e3,
         req.requested.elapsed().as_secs_f64() * 1e3,
         if r.is_err() { ", failed" } else { "" }
     );

@@ -4,7 +4,57 @@
 use spate_tiers::CompileError;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Times one compile on the thread that runs it: wall time, and the thread's CPU time.
+///
+/// The two differ when the thread waits for a CPU: on a loaded machine, or on a virtual machine
+/// whose host runs other work on the virtual CPU (a kernel with a steal clock, as under KVM,
+/// leaves that time out of the thread's CPU time).
+pub(crate) struct CompileTimer {
+    wall: Instant,
+    cpu: Duration,
+}
+
+/// What a [`CompileTimer`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CompileTime {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+impl CompileTimer {
+    /// Starts timing on the calling thread.
+    pub(crate) fn start() -> CompileTimer {
+        CompileTimer {
+            cpu: thread_cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// The time since [`CompileTimer::start`]; call it on the same thread.
+    pub(crate) fn stop(&self) -> CompileTime {
+        CompileTime {
+            wall: self.wall.elapsed(),
+            cpu: thread_cpu_time().saturating_sub(self.cpu),
+        }
+    }
+}
+
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`); zero if the clock is unavailable.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call, and the clock id is a
+    // constant of the platform's C library.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// Engine-wide counters (atomics; [`crate::Stats`] is the snapshot users see).
 #[derive(Default)]
@@ -31,25 +81,28 @@ pub(crate) struct TierCounters {
     pub osr_entries: AtomicU64,
     pub code_bytes: AtomicU64,
     pub compile_ns: AtomicU64,
+    pub compile_cpu_ns: AtomicU64,
 }
 
 impl TierCounters {
     /// One function compiled into `bytes` of code in `time`.
-    pub(crate) fn record(&self, bytes: usize, time: Duration) {
+    pub(crate) fn record(&self, bytes: usize, time: CompileTime) {
         self.functions.fetch_add(1, Ordering::Relaxed);
         self.add(bytes, time);
     }
 
     /// One OSR entry compiled into `bytes` of code in `time`.
-    pub(super) fn record_osr(&self, bytes: usize, time: Duration) {
+    pub(super) fn record_osr(&self, bytes: usize, time: CompileTime) {
         self.osr_entries.fetch_add(1, Ordering::Relaxed);
         self.add(bytes, time);
     }
 
-    fn add(&self, bytes: usize, time: Duration) {
+    fn add(&self, bytes: usize, time: CompileTime) {
         self.code_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.compile_ns
-            .fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(time.wall.as_nanos() as u64, Ordering::Relaxed);
+        self.compile_cpu_ns
+            .fetch_add(time.cpu.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> TierStats {
@@ -58,6 +111,7 @@ impl TierCounters {
             osr_entries: self.osr_entries.load(Ordering::Relaxed),
             code_bytes: self.code_bytes.load(Ordering::Relaxed),
             compile_time: Duration::from_nanos(self.compile_ns.load(Ordering::Relaxed)),
+            compile_cpu_time: Duration::from_nanos(self.compile_cpu_ns.load(Ordering::Relaxed)),
         }
     }
 }
@@ -114,9 +168,13 @@ pub struct TierStats {
     pub osr_entries: u64,
     /// Bytes of machine code produced (functions and OSR entries).
     pub code_bytes: u64,
-    /// Compile time summed over functions (CPU time of the compile threads, so it can exceed
-    /// wall time when several threads compile).
+    /// Compile time summed over functions and OSR entries: the wall time of each compile on
+    /// its thread, so with several compile threads the sum can exceed the time that passed.
     pub compile_time: Duration,
+    /// The CPU time those compiles took on their threads. Below `compile_time` when a compile
+    /// thread waited for a CPU (a busy machine, or a virtual machine's host running other work;
+    /// where the kernel accounts steal time it is left out of this figure).
+    pub compile_cpu_time: Duration,
 }
 
 /// A snapshot of an engine's compilation and tier-up figures ([`Engine::stats`]).
@@ -159,6 +217,7 @@ impl TierStats {
         self.osr_entries += other.osr_entries;
         self.code_bytes += other.code_bytes;
         self.compile_time += other.compile_time;
+        self.compile_cpu_time += other.compile_cpu_time;
     }
 }
 
@@ -198,16 +257,17 @@ impl std::fmt::Display for Stats {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         writeln!(
             f,
-            "tier       functions  osr-entries  code-bytes  compile-ms"
+            "tier       functions  osr-entries  code-bytes  compile-ms  on-cpu-ms"
         )?;
         for (name, t) in [("baseline", &self.baseline), ("optimized", &self.optimized)] {
             writeln!(
                 f,
-                "{name:<10} {:>9}  {:>11}  {:>10}  {:>10.2}",
+                "{name:<10} {:>9}  {:>11}  {:>10}  {:>10.2}  {:>9.2}",
                 t.functions,
                 t.osr_entries,
                 t.code_bytes,
-                ms(t.compile_time)
+                ms(t.compile_time),
+                ms(t.compile_cpu_time)
             )?;
         }
         write!(
@@ -254,6 +314,7 @@ mod tests {
             osr_entries: n,
             code_bytes: 10 * n,
             compile_time: Duration::from_millis(n),
+            compile_cpu_time: Duration::from_micros(n),
         };
         let mut a = Stats {
             baseline: tier(1),
