@@ -89,8 +89,8 @@ pub(crate) struct ModuleInner {
     pub code: CodeMemory,
     /// The entry table: current code of each defined function.
     pub entries: Box<[AtomicPtr<u8>]>,
-    /// Tier-up budgets, one per defined function, then as many OSR-armed flags (0 or 1; see
-    /// `spate_tiers::vmctx::VMContext::budgets`).
+    /// Tier-up budgets, one per defined function, then as many OSR-armed words and as many call
+    /// counts (see `spate_tiers::vmctx::VMContext::budgets`).
     pub budgets: Box<[AtomicI32]>,
     /// Tier-up state and the bodies to recompile (tiered mode only).
     pub tiering: Option<crate::tiering::ModuleTiering>,

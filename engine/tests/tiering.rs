@@ -548,12 +548,14 @@ fn a_function_called_again_gets_a_region_for_its_other_nest_and_its_own_code() {
     assert_eq!(acc, two_nests_expect(outer_a, n, outer));
 }
 
-/// Rounds of [`rounds_of_a_kernel`]: each runs a set-up loop, then a loop nest whose outer loop
-/// polls the host with the round's number (the host stops it a few polls after an OSR entry
-/// was taken in that round), then a tail loop, all inside an outer loop over the rounds.
+/// Rounds of [`rounds_of_a_kernel`] in the test of one call.
 const ROUNDS: i32 = 3;
 
-fn rounds_of_a_kernel() -> String {
+/// A loop over rounds, each of which runs a set-up loop, then a loop nest whose outer loop
+/// polls the host with the round's number (the host stops it a few polls after an OSR entry
+/// was taken in that round), then a tail loop; the round loop goes on while its counter is
+/// below `rounds` (an `i32` expression).
+fn rounds_of_a_kernel(rounds: &str) -> String {
     format!(
         r#"(module
   (import "host" "keep_going" (func $keep_going (param i32) (result i32)))
@@ -573,7 +575,7 @@ fn rounds_of_a_kernel() -> String {
         (local.set $k (i32.add (local.get $k) (i32.const 1)))
         (br_if $tail (i32.lt_u (local.get $k) (i32.const 5000))))
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
-      (br_if $rounds (i32.lt_u (local.get $r) (i32.const {ROUNDS}))))
+      (br_if $rounds (i32.lt_u (local.get $r) {rounds})))
     (local.get $acc)
     (local.get $i)))"#,
         loop_nest("", 31, "(call $keep_going (local.get $r))")
@@ -590,7 +592,11 @@ fn a_region_entry_returns_to_the_baseline_and_is_taken_again_next_round() {
     // kernel's region has been taken twice by then; it serves the set-up and tail loops, and
     // the kernel keeps its region.)
     let engine = tiered_engine(1000);
-    let module = Module::new(&engine, wat(&rounds_of_a_kernel())).unwrap();
+    let module = Module::new(
+        &engine,
+        wat(&rounds_of_a_kernel(&format!("(i32.const {ROUNDS})"))),
+    )
+    .unwrap();
     let mut store = Store::new(&engine, ());
     let probe = engine.clone();
     let started = Instant::now();
@@ -649,6 +655,32 @@ fn a_region_entry_returns_to_the_baseline_and_is_taken_again_next_round() {
         panic!("unexpected results {results:?}");
     };
     assert_eq!((got_acc, got_i), (acc, i));
+}
+
+#[test]
+fn a_nested_region_taken_in_a_later_call_gets_the_function_its_own_code() {
+    // The kernel's region can be taken many times in one call (its nest sits in the round
+    // loop), so taking it again says nothing by itself; the function's call count says whether
+    // this is a later call. Call 1 (one round) takes the region, and nothing else is compiled
+    // for the function; call 2 takes it again, and the function's own code is compiled for
+    // the calls to come.
+    let mut f = CalledAgain::new(&rounds_of_a_kernel("(i32.const 1)"));
+    let n = 2000;
+    // One round: the set-up loop, the nest for `outer` rounds, the tail loop.
+    let expect = |outer: i32| {
+        let set_up = (0..5000).fold(0i32, |acc, k| acc ^ k);
+        nest_expect(set_up, 31, outer, n).wrapping_add(3 * 5000)
+    };
+    let (acc, outer, stats) = f.call(&[Val::I32(n)]);
+    assert!(stats.osr_entries >= 1, "{stats}");
+    assert_eq!(stats.tier_ups, 0, "{stats}");
+    assert_eq!(acc, expect(outer));
+    let entries = stats.osr_entries;
+    let (acc, outer, stats) = f.call(&[Val::I32(n)]);
+    assert!(stats.osr_entries > entries, "{stats}");
+    assert_eq!(stats.tier_ups, 1, "{stats}");
+    assert_eq!(stats.tier_up_failures, 0, "{stats}");
+    assert_eq!(acc, expect(outer));
 }
 
 /// A loop over rounds of three short phases (loops of `$n` iterations), with locals written

@@ -16,7 +16,7 @@
 //!   globals ────────► [*mut VMGlobal; globals]
 //!   tables ─────────► [*mut VMTable; tables]
 //!   type_ids ───────► [u32; module types]                  (engine-wide canonical signature ids)
-//!   budgets ────────► [i32; 2 × defined functions]         (tier-up counters, then OSR-armed words; module-wide)
+//!   budgets ────────► [i32; 3 × defined functions]         (tier-up counters, OSR-armed words, call counts; module-wide)
 //!   entries ────────► [AtomicPtr<u8>; defined functions]   (current code of each function)
 //! ```
 
@@ -42,12 +42,15 @@ pub struct VMContext {
     pub tables: *const *mut VMTable,
     /// Canonical signature id of each of the module's types, by type index.
     pub type_ids: *const u32,
-    /// Tier-up budget counters and OSR-armed words, module-wide: `2 * n` words for `n` defined
-    /// functions. `budgets[def]` (`0 <= def < n`) is function `def`'s tier-up budget;
-    /// `budgets[n + def]` is its "OSR armed" word: 0, or `loop + 1` once the runtime has
+    /// Tier-up budget counters, OSR-armed words and call counts, module-wide: `3 * n` words for
+    /// `n` defined functions. `budgets[def]` (`0 <= def < n`) is function `def`'s tier-up
+    /// budget; `budgets[n + def]` is its "OSR armed" word: 0, or `loop + 1` once the runtime has
     /// installed an OSR entry for loop `loop` of the function. Baseline code then calls
     /// [`LoopTierUp`](crate::libcall::Libcall::LoopTierUp) at that loop's header without waiting
-    /// for the budget to run out.
+    /// for the budget to run out. `budgets[2 * n + def]` counts the function's calls (wrapping)
+    /// in baseline code that has OSR transfers, so the runtime can tell, when an OSR entry is
+    /// taken, whether the function has been called again since its first one (a loop's region
+    /// may be taken many times within one call).
     pub budgets: *mut i32,
     /// The entry table: current code pointer of each defined function.
     pub entries: *const AtomicPtr<u8>,

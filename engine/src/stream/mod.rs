@@ -490,8 +490,8 @@ impl Parts {
         entries: Box<[AtomicPtr<u8>]>,
         lazy: Option<Arc<LazyCode>>,
     ) -> Arc<ModuleInner> {
-        // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
-        let budgets: Box<[AtomicI32]> = (0..2 * entries.len())
+        // Budgets, the OSR-armed flags, the call counts (`spate_tiers::vmctx::VMContext::budgets`).
+        let budgets: Box<[AtomicI32]> = (0..3 * entries.len())
             .map(|i| AtomicI32::new(if i < entries.len() { self.threshold } else { 0 }))
             .collect();
         let d = self.decls;

@@ -15,7 +15,7 @@
 //!   to be in by the time it is compiled. The entry taken is preferably one of a loop enclosing
 //!   the hot loop (see [`osr_entry`]): in it the inner loops start from their own initial
 //!   values, which the optimizer can reason about, instead of values loaded from the locals
-//!   array. The runtime arms such a loop (the function's word in the second half of
+//!   array. The runtime arms such a loop (the function's word in the middle third of
 //!   `ModuleInner::budgets` becomes `loop + 1`), and that loop's header takes the entry each
 //!   time it comes round while the word names it.
 //!
@@ -110,7 +110,7 @@ enum OsrState {
         entry: *const u8,
         /// Whether the entry may be taken more than once in one call of the function: a region
         /// entry (which returns to the baseline when its loop ends) of a loop nested in another
-        /// loop. Taking any other entry again means the function was called again.
+        /// loop.
         reentrant: bool,
         /// When the entry was installed.
         at: Instant,
@@ -155,12 +155,6 @@ impl OsrState {
     }
 }
 
-/// How many region entries of nested loops a function takes before its own optimized code is
-/// queued. One call may take such an entry many times (once each time the enclosing loop comes
-/// round), so a few takes do not say that the function is called again; many say that either
-/// it is, or its loop nest will run long enough for one more background compile not to matter.
-const REENTERED_CALLS: u32 = 16;
-
 /// How many times a region entry of one phase of a loop over phases must have been taken (the
 /// phase loop has come round that often since it was installed) before another phase getting
 /// hot asks for the region of the phase loop itself (see [`osr_entry`]). One take is a loop
@@ -189,14 +183,11 @@ pub(crate) struct ModuleTiering {
     /// Whether the function's first OSR entry (the predicted nest's region, or the direct entry
     /// serving the loops of [`direct_entry_loops`]) was asked for.
     osr_direct: Box<[AtomicBool]>,
-    /// OSR entries the function has taken: from the second on, the function runs again, and its
-    /// own optimized code is queued (regions of nested loops, which one call may take many
-    /// times, are not counted).
-    osr_taken: Box<[AtomicU32]>,
-    /// Region entries of nested loops the function has taken; after [`REENTERED_CALLS`] of
-    /// them its own optimized code is queued too, in case the function is being called again
-    /// and again.
-    osr_reentered: Box<[AtomicU32]>,
+    /// The function's call count (its word in the third part of `ModuleInner::budgets`, which
+    /// baseline code with OSR transfers bumps at every call) when it first took an OSR entry;
+    /// `u64::MAX` until then. An entry taken once the count has moved on is taken in a later
+    /// call, and the function's own optimized code is queued for the calls to come.
+    osr_first_calls: Box<[AtomicU64]>,
     /// Each function's loop nest (see [`loop_parents`]), read once when first needed.
     parents: Box<[OnceLock<Vec<Option<u32>>>]>,
     /// Each function's [`direct_entry_loops`], found once when first needed.
@@ -216,8 +207,7 @@ impl ModuleTiering {
             osr: Mutex::new(HashMap::new()),
             osr_busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
             osr_direct: (0..n).map(|_| AtomicBool::new(false)).collect(),
-            osr_taken: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            osr_reentered: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            osr_first_calls: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             parents: (0..n).map(|_| OnceLock::new()).collect(),
             served: (0..n).map(|_| OnceLock::new()).collect(),
             code: Mutex::new(Vec::new()),
@@ -754,7 +744,7 @@ pub(crate) fn request(engine: &Engine, module: &Arc<ModuleInner>, def_index: u32
 ///
 /// At each later call the loop itself, or else the innermost enclosing loop, with an installed
 /// entry is chosen: the loop's own entry is taken at once; an enclosing loop is armed (the
-/// function's word in the second half of `ModuleInner::budgets` becomes `loop + 1`) and its
+/// function's word in the middle third of `ModuleInner::budgets` becomes `loop + 1`) and its
 /// header takes the entry the next time round. If that has not happened [`SPECULATE_AFTER`]
 /// after the loop was armed (and the entry installed), the entry of the next loop inward is
 /// compiled (its region entry, or where the tier declines one, an entry of the whole function
@@ -1080,12 +1070,12 @@ struct Taken {
 }
 
 /// Counts an OSR entry taken at loop `loop_index` and returns it (`osr` is the state's lock,
-/// released here). From the function's second entry on (it runs again), its own optimized code
-/// is queued too; entries that may be taken again in the same call (regions of nested loops)
-/// count apart, and queue it from the [`REENTERED_CALLS`]th on. The region of a phase of a loop
-/// over phases may make the phase loop's region due ([`phase_loop_region`]) when every phase
-/// runs in a region of its own: then no phase gets hot in the baseline to ask for it, and it is
-/// requested here.
+/// released here). Once the function has been called again since it first took an entry (its
+/// call count moved; one call may take a nested loop's region many times, so counting takes
+/// would not tell), its own optimized code is queued too ([`request`] queues it once). The
+/// region of a phase of a loop over phases may make the phase loop's region due
+/// ([`phase_loop_region`]) when every phase runs in a region of its own: then no phase gets hot
+/// in the baseline to ask for it, and it is requested here.
 fn take_osr_entry(
     engine: &Engine,
     module: &Arc<ModuleInner>,
@@ -1136,14 +1126,16 @@ fn take_osr_entry(
     if why == OsrWhy::ForInner {
         stats.osr_outer_entries.fetch_add(1, Ordering::Relaxed);
     }
-    let again = match reentrant {
-        false => tiering.osr_taken[def].fetch_add(1, Ordering::Relaxed) >= 1,
-        // Not while an entry of the function compiles: that entry (a phase loop's region,
-        // say) is what the program needs next, and the function's code would hold it up.
-        true => {
-            tiering.osr_reentered[def].fetch_add(1, Ordering::Relaxed) + 1 >= REENTERED_CALLS
-                && !tiering.osr_busy[def].load(Ordering::Acquire)
-        }
+    let calls_word = &module.budgets[2 * tiering.bodies.len() + def];
+    let calls = u64::from(calls_word.load(Ordering::Relaxed) as u32);
+    let again = match tiering.osr_first_calls[def].compare_exchange(
+        u64::MAX,
+        calls,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    ) {
+        Ok(_) => false,
+        Err(first) => first != calls,
     };
     if again {
         request(engine, module, def_index);

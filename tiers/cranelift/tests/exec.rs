@@ -486,7 +486,9 @@ fn loop_tier_up_names_the_outermost_eligible_loop_and_obeys_the_armed_word() {
     )"#;
     let mut i = Instance::with_budget(compile(&wat(src)).unwrap(), Vec::new(), 3);
     i.state.budget_reset = 1_000_000;
-    assert_eq!(i.state.budgets.len(), 4);
+    // Budgets, OSR-armed words, call counts: three words per function.
+    assert_eq!(i.state.budgets.len(), 6);
+    assert_eq!(call_i32(&mut i, "leaf", &[]), 1);
     // Budget 3: entry -> 2, header of $a -> 1, $b -> 0, $b -> -1: the inner loop asks, naming
     // $a as its outer loop.
     assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
@@ -512,6 +514,10 @@ fn loop_tier_up_names_the_outermost_eligible_loop_and_obeys_the_armed_word() {
     i.state.loop_tier_ups.clear();
     assert_eq!(call_i32(&mut i, "nest", &[3]), 101);
     assert!(i.state.loop_tier_ups.is_empty());
+    // The function with OSR loops counted its five calls (the loops' many header checks did
+    // not count); the one without loops keeps no count.
+    assert_eq!(i.state.budgets[2 * 2 + 1], 5);
+    assert_eq!(i.state.budgets[2 * 2], 0);
 }
 
 #[test]

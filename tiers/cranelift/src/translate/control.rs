@@ -5,6 +5,7 @@
 //! a loop additionally gets a header block whose parameters are the loop's parameters. Branches
 //! pass the top values of the operand stack as block arguments.
 
+use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::ir;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, BlockArg, BlockCall, InstBuilder, JumpTableData, Value, types};
@@ -20,6 +21,14 @@ use super::{FuncTranslator, trusted, trusted_readonly};
 /// is for. Their loops still count the tier-up budget.
 const MAX_OSR_LOCALS: usize = 1024;
 use crate::cranelift_trap_code;
+
+/// Where the prologue's budget check is, for [`FuncTranslator::count_calls`].
+pub(super) struct CallCountSite {
+    /// The budget array's address, loaded by the check.
+    budgets: Value,
+    /// The check's branch: the count goes just before it.
+    branch: ir::Inst,
+}
 
 /// The block an OSR transfer continues in when the entry it called was a region entry that
 /// left its loop (see `spate_tiers::abi`); its one parameter is the exit code the entry wrote.
@@ -159,7 +168,9 @@ impl FuncTranslator<'_> {
         });
         match osr {
             Some(_) => self.emit_loop_budget_check(loop_index, outer),
-            None => self.emit_budget_check(),
+            None => {
+                self.emit_budget_check();
+            }
         }
         Ok(())
     }
@@ -471,12 +482,12 @@ impl FuncTranslator<'_> {
     /// Decrements this function's tier-up budget and calls the `TierUp` libcall (in a cold
     /// block) when it goes negative. Emitted at function entry and at the header of every loop
     /// entered with values on the operand stack (those cannot be replaced on the stack).
-    pub(super) fn emit_budget_check(&mut self) {
-        let (_, exhausted) = self.decrement_budget();
+    pub(super) fn emit_budget_check(&mut self) -> CallCountSite {
+        let (budgets, exhausted) = self.decrement_budget();
         let cold = self.builder.create_block();
         let cont = self.builder.create_block();
         self.builder.set_cold_block(cold);
-        self.builder.ins().brif(exhausted, cold, &[], cont, &[]);
+        let branch = self.builder.ins().brif(exhausted, cold, &[], cont, &[]);
         self.builder.seal_block(cold);
         self.builder.switch_to_block(cold);
         let index = self
@@ -487,6 +498,29 @@ impl FuncTranslator<'_> {
         self.builder.ins().jump(cont, &[]);
         self.builder.seal_block(cont);
         self.builder.switch_to_block(cont);
+        CallCountSite { budgets, branch }
+    }
+
+    /// Counts the function's calls, once the whole body is translated and it is known to have
+    /// an OSR-eligible loop: increments its word in the third part of the budget array before
+    /// `site`, the prologue's budget check. The runtime reads the count when an OSR entry is
+    /// taken, to tell a function called again (which wants its own optimized code) from one
+    /// that re-enters a nested loop's region within one call (see `spate_tiers::vmctx`).
+    /// Functions without such a loop are left without the count.
+    pub(super) fn count_calls(&mut self, site: CallCountSite) {
+        if !self.has_osr_loop {
+            return;
+        }
+        let n = u64::from(self.module.num_defined_functions());
+        let offset = (2 * n + u64::from(self.def_index)) * 4;
+        let mut pos = FuncCursor::new(self.builder.func).at_inst(site.branch);
+        let (base, offset) = match i32::try_from(offset) {
+            Ok(off) => (site.budgets, off),
+            Err(_) => (pos.ins().iadd_imm_s(site.budgets, offset as i64), 0),
+        };
+        let calls = pos.ins().load(types::I32, trusted(), base, offset);
+        let calls = pos.ins().iadd_imm_s(calls, 1);
+        pos.ins().store(trusted(), calls, base, offset);
     }
 
     /// The budget check at the header of loop `loop_index`, entered with an empty operand
@@ -503,6 +537,7 @@ impl FuncTranslator<'_> {
     /// libcall while the function's OSR-armed word names its loop (`loop_index + 1`), which the
     /// runtime sets once the entry is installed.
     fn emit_loop_budget_check(&mut self, loop_index: u32, outer: u32) {
+        self.has_osr_loop = true;
         let (budgets, exhausted) = self.decrement_budget();
         let n = u64::from(self.module.num_defined_functions());
         let slot = (n + u64::from(self.def_index)) * 4;

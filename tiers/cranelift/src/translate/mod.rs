@@ -125,6 +125,9 @@ pub(crate) struct FuncTranslator<'a> {
     /// at a loop's end the locals written inside it are those written at or after its index
     /// plus one (see `control::OsrExit`).
     last_write: Vec<u32>,
+    /// Whether a loop header with an OSR transfer was emitted (the function then counts its
+    /// calls, see [`FuncTranslator::count_calls`]).
+    has_osr_loop: bool,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into `func`.
@@ -179,6 +182,7 @@ pub(crate) fn translate_function(
         osr: state.osr,
         osr_slot: None,
         last_write: Vec::new(),
+        has_osr_loop: false,
     };
     t.stack.clear();
     t.locals.clear();
@@ -546,7 +550,7 @@ impl<'a> FuncTranslator<'a> {
         let exit = self.block_with_params(ty.results(), body_offset)?;
         self.control
             .push(ControlFrame::function(exit, ty.results().len()));
-        self.emit_budget_check();
+        let call_count_site = self.emit_budget_check();
 
         let mut op_reader = locals_reader.get_binary_reader();
         if let Some(v) = validator.as_deref() {
@@ -573,6 +577,7 @@ impl<'a> FuncTranslator<'a> {
                 reader.original_position() as usize,
             ));
         }
+        self.count_calls(call_count_site);
         Ok(reader.into_allocations())
     }
 

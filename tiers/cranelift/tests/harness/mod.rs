@@ -326,8 +326,9 @@ impl Instance {
             osr_entry: None,
             osr_taken: 0,
             budget_reset: budget,
-            // Budgets, then the OSR-armed flags (`spate_tiers::vmctx::VMContext::budgets`).
-            budgets: (0..2 * num_defined)
+            // Budgets, the OSR-armed words, the call counts
+            // (`spate_tiers::vmctx::VMContext::budgets`).
+            budgets: (0..3 * num_defined)
                 .map(|i| if i < num_defined { budget } else { 0 })
                 .collect(),
             memory,
