@@ -1,4 +1,4 @@
-//! Builds the native side of the steady-state benchmark (`src/bin/tiers.rs`): the C kernels in
+//! Builds the native side of the steady-state benchmark (`src/bin/tiers/`): the C kernels in
 //! `kernels/` compiled with clang-19 into a static library linked into the benchmark binaries,
 //! so native code and wasm run in the same process and the same run.
 //!

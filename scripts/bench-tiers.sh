@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Steady-state benchmark: C kernels compiled to wasm32 and run by Spate in each tier mode
 # (baseline, optimized, tiered) against the same C compiled natively with clang-19 -O3, in the
-# same process and the same run (benches/src/bin/tiers.rs; kernels in benches/kernels/).
+# same process and the same run (benches/src/bin/tiers/; kernels in benches/kernels/).
 #
 # Builds the release `tiers` binary (its build script compiles the native kernels with clang-19
 # and checks that the checked-in benches/kernels/*.wasm match their sources), runs it and prints

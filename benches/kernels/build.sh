@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the steady-state kernels (benches/kernels/*.c) into WebAssembly modules with clang-19.
 #
-#   benches/kernels/kernels.wasm   all five kernels in one module (what benches/src/bin/tiers.rs
+#   benches/kernels/kernels.wasm   all five kernels in one module (what benches/src/bin/tiers/
 #                                  runs by default)
 #   benches/kernels/NAME.wasm      each kernel alone (tiers --separate)
 #
