@@ -390,7 +390,9 @@ struct Run {
     /// Tiered mode: the time the LLVM compile thread spent off the CPU while compiling (see
     /// [`Figures::optimized_off_cpu`]), as a share of the first call's wall time; zero in the
     /// other modes, which compile before the call. The first call waits for those compiles,
-    /// so a compile thread kept from its CPU slows the run as its own thread would.
+    /// so a compile thread kept from its CPU slows the run as its own thread would. Counted
+    /// over every compile of the run, those that finished after the first call included (the
+    /// figures are read once the tier-ups have settled), so it errs towards repeating a run.
     compile_off_cpu: f64,
     /// The mean of the native runs timed just before and just after this one (what its ratios
     /// are taken against).
