@@ -22,7 +22,7 @@
 //! Run through `scripts/bench-streaming.sh`, which builds both in release mode.
 
 use anyhow::{Context, Result, bail};
-use spate_benches::{Stats, Table, ms};
+use spate_benches::{Stats, Table, machine, ms};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -403,20 +403,6 @@ fn bench_bandwidth(opts: &Options, module: &Arc<[u8]>, mbit: f64, expect: &[u8])
         file_total: Stats::new(&file_totals).median,
         file_download: Stats::new(&file_downloads).median,
     })
-}
-
-fn machine() -> String {
-    let cores = thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    format!("{cores} cores, {model}")
 }
 
 fn main() -> Result<()> {

@@ -151,9 +151,8 @@ pub(super) fn report(opts: &Options, results: &[KernelResult]) {
 
     println!();
     println!(
-        "Machine: {} cores, {}; Spate {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
+        "Machine: {}; Spate {}",
+        spate_benches::machine(),
         env!("CARGO_PKG_VERSION")
     );
     println!(
@@ -411,16 +410,4 @@ fn report_later_calls(opts: &Options, results: &[KernelResult]) {
         println!();
     }
     print!("{}", table.render(md));
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
