@@ -388,12 +388,12 @@ struct Run {
     /// are not kept).
     off_cpu: f64,
     /// Tiered mode: the time the LLVM compile thread spent off the CPU while compiling (see
-    /// [`Figures::optimized_off_cpu`]), as a share of the first call's wall time; zero in the
-    /// other modes, which compile before the call. The first call waits for those compiles,
+    /// [`Figures::optimized_off_cpu`]), as a share of the first call's wall time; `None` in
+    /// the other modes, which compile before the call. The first call waits for those compiles,
     /// so a compile thread kept from its CPU slows the run as its own thread would. Counted
     /// over every compile of the run, those that finished after the first call included (the
     /// figures are read once the tier-ups have settled), so it errs towards repeating a run.
-    compile_off_cpu: f64,
+    compile_off_cpu: Option<f64>,
     /// The mean of the native runs timed just before and just after this one (what its ratios
     /// are taken against).
     native: Duration,
@@ -487,10 +487,8 @@ fn run_wasm(
     // Outside the timed region: let background tier-ups finish so their compile time counts.
     engine_api::settle(&engine, Duration::from_secs(30));
     let figures = engine_api::figures(&engine);
-    let compile_off_cpu = match mode {
-        Mode::Tiered => figures.optimized_off_cpu.as_secs_f64() / run.as_secs_f64().max(1e-9),
-        Mode::Baseline | Mode::Optimized => 0.0,
-    };
+    let compile_off_cpu = (mode == Mode::Tiered)
+        .then(|| figures.optimized_off_cpu.as_secs_f64() / run.as_secs_f64().max(1e-9));
     drop(store);
     drop(module);
     Ok(Run {
@@ -789,7 +787,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             };
             let (r, again) = until_on_cpu(
                 opts.max_off_cpu,
-                |r: &Run| r.off_cpu.max(r.compile_off_cpu),
+                |r: &Run| r.off_cpu.max(r.compile_off_cpu.unwrap_or(0.0)),
                 || {
                     // A repeated attempt gets a fresh engine, as every run does.
                     let engine = match first.take() {
@@ -818,11 +816,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 r.figures.tier_ups,
                 r.figures.osr_entries,
                 later_note(r.later.map(|(wasm, _)| wasm)),
-                off_cpu_note(
-                    r.off_cpu,
-                    (mode == Mode::Tiered).then_some(r.compile_off_cpu),
-                    again
-                ),
+                off_cpu_note(r.off_cpu, r.compile_off_cpu, again),
             );
             let after = time_native_run(rep)?;
             let before = natives
@@ -846,12 +840,10 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
         runs.iter().flatten().map(|r| r.off_cpu).collect(),
         repeats.get(),
     );
-    let compile_off_cpu = opts
-        .modes
+    let compile_off_cpu = runs
         .iter()
-        .zip(&runs)
-        .filter(|&(&m, _)| m == Mode::Tiered)
-        .flat_map(|(_, r)| r.iter().map(|r| r.compile_off_cpu))
+        .flatten()
+        .filter_map(|r| r.compile_off_cpu)
         .collect();
     let native_stats = Stats::new(&natives.iter().map(|n| n.first).collect::<Vec<_>>());
     let native_later: Vec<Duration> = natives.iter().filter_map(|n| n.later).collect();
@@ -1020,7 +1012,7 @@ mod tests {
             checksum: Checksum::Int(0),
             figures: Figures::default(),
             off_cpu: 0.0,
-            compile_off_cpu: 0.0,
+            compile_off_cpu: None,
             native: Duration::ZERO,
             later: Some((d(410), Duration::ZERO)),
         };
