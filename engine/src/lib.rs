@@ -48,7 +48,7 @@ mod values;
 pub mod vm;
 
 pub use anyhow::{Error, Result};
-pub use engine::{CompileStrategy, Config, Engine, LlvmPipeline, TierMode};
+pub use engine::{BaselineRegalloc, CompileStrategy, Config, Engine, LlvmPipeline, TierMode};
 pub use externals::{Extern, Global, Memory, Table};
 pub use func::{Caller, Func, IntoFunc, TypedFunc, WasmParams, WasmResults, WasmRet, WasmTy};
 pub use instance::Instance;

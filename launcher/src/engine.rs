@@ -75,6 +75,28 @@ impl PipelineChoice {
     }
 }
 
+/// The baseline tier's register allocator, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegallocChoice {
+    /// The single-pass allocator everywhere: the fastest compile.
+    SinglePass,
+    /// The backtracking allocator for small functions with a loop nest (the default).
+    LoopNests,
+    /// The backtracking allocator everywhere: the fastest baseline code.
+    Backtracking,
+}
+
+impl RegallocChoice {
+    /// The engine's allocator choice.
+    pub fn regalloc(self) -> spate::BaselineRegalloc {
+        match self {
+            RegallocChoice::SinglePass => spate::BaselineRegalloc::SinglePass,
+            RegallocChoice::LoopNests => spate::BaselineRegalloc::default(),
+            RegallocChoice::Backtracking => spate::BaselineRegalloc::Backtracking,
+        }
+    }
+}
+
 impl fmt::Display for TierChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -103,6 +125,8 @@ pub struct EngineSettings {
     pub compile_strategy: Option<spate::CompileStrategy>,
     /// The optimizing tier's LLVM pipeline; `None` keeps the engine's default (lean).
     pub llvm_pipeline: Option<spate::LlvmPipeline>,
+    /// The baseline tier's register allocator; `None` keeps the engine's default (loop nests).
+    pub baseline_regalloc: Option<spate::BaselineRegalloc>,
     /// Leave out the optimizing tier's indirect-access prefetches (on by default).
     pub no_llvm_prefetch: bool,
     /// Do not advise linear memories for transparent huge pages (advised by default).
@@ -132,6 +156,9 @@ impl EngineSettings {
         if let Some(p) = self.llvm_pipeline {
             config.llvm_pipeline(p);
         }
+        if let Some(r) = self.baseline_regalloc {
+            config.baseline_regalloc(r);
+        }
         config.llvm_prefetch(!self.no_llvm_prefetch);
         config.memory_huge_pages(!self.no_huge_pages);
         config.osr_at_every_loop(self.osr_at_every_loop);
@@ -160,6 +187,38 @@ mod tests {
             assert_eq!(engine.config().tier_mode(), tier.mode());
         }
         assert_eq!(TierChoice::default(), TierChoice::Tiered);
+    }
+
+    #[test]
+    fn the_baseline_allocator_is_the_engines_unless_chosen() {
+        let default = EngineSettings::default().build().unwrap();
+        assert_eq!(
+            default.config().baseline_regalloc_algorithm(),
+            spate::BaselineRegalloc::default()
+        );
+        for (choice, expected) in [
+            (
+                RegallocChoice::SinglePass,
+                spate::BaselineRegalloc::SinglePass,
+            ),
+            (
+                RegallocChoice::LoopNests,
+                spate::BaselineRegalloc::default(),
+            ),
+            (
+                RegallocChoice::Backtracking,
+                spate::BaselineRegalloc::Backtracking,
+            ),
+        ] {
+            let engine = EngineSettings {
+                tier: TierChoice::Baseline,
+                baseline_regalloc: Some(choice.regalloc()),
+                ..EngineSettings::default()
+            }
+            .build()
+            .unwrap();
+            assert_eq!(engine.config().baseline_regalloc_algorithm(), expected);
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use spate_launcher::compile::compile_file;
-use spate_launcher::engine::{CompileChoice, EngineSettings, PipelineChoice, TierChoice};
+use spate_launcher::engine::{
+    CompileChoice, EngineSettings, PipelineChoice, RegallocChoice, TierChoice,
+};
 use spate_launcher::run::{Outcome, RunOptions};
 use spate_launcher::wast::{FileReport, Totals, WastRunner};
 
@@ -153,6 +155,15 @@ struct EngineArgs {
     #[arg(long, value_enum, value_name = "PIPELINE")]
     llvm_pipeline: Option<PipelineChoice>,
 
+    /// The baseline (Cranelift) tier's register allocator. `loop-nests` (default): the
+    /// backtracking allocator for functions of up to 2 KiB of wasm with a loop inside a loop
+    /// (compute kernels; their baseline code runs 1.3-1.9x faster), the single-pass allocator
+    /// for the rest. `single-pass`: everywhere, the fastest compile. `backtracking`: everywhere,
+    /// the fastest baseline code at 1.5-1.9x the compile time of large modules.
+    /// Example: `--baseline-regalloc single-pass`
+    #[arg(long, value_enum, value_name = "ALLOCATOR")]
+    baseline_regalloc: Option<RegallocChoice>,
+
     /// Leave out the optimizing tier's indirect-access prefetches. By default, in loops where a
     /// load or store's address comes from data read with a constant stride (`out[count[key[i]]]`,
     /// `x[col[j]]`), LLVM code prefetches that address some iterations ahead; the prefetches
@@ -196,6 +207,7 @@ impl EngineArgs {
             tier_up_threads: self.tier_up_threads,
             compile_strategy: self.compile_strategy.map(CompileChoice::strategy),
             llvm_pipeline: self.llvm_pipeline.map(PipelineChoice::pipeline),
+            baseline_regalloc: self.baseline_regalloc.map(RegallocChoice::regalloc),
             no_llvm_prefetch: self.no_llvm_prefetch,
             no_huge_pages: self.no_huge_pages,
             osr_at_every_loop: false,

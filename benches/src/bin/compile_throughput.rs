@@ -31,6 +31,9 @@ options:
   --warmup N        untimed compiles before them (default 1)
   --threads LIST    comma-separated compile thread counts (default 1,2)
   --chunk BYTES     chunk size of the streaming variant (default 65536)
+  --regalloc LIST   comma-separated baseline register allocators to compare: single-pass,
+                    loop-nests, backtracking (default: the engine's, loop-nests); their runs
+                    alternate, so a change in the machine's speed hits them alike
   --no-stream       skip the streaming variant
   --tsv             print tab-separated rows instead of a table:
                     file, engine, config, threads, bytes, functions, median_s, min_s, code_bytes
@@ -44,6 +47,8 @@ struct Options {
     chunk: usize,
     stream: bool,
     tsv: bool,
+    /// The allocators to compare, by name; empty: the engine's default only.
+    regalloc: Vec<(String, spate::BaselineRegalloc)>,
 }
 
 fn parse_args() -> Result<Options> {
@@ -55,6 +60,7 @@ fn parse_args() -> Result<Options> {
         chunk: 64 * 1024,
         stream: true,
         tsv: false,
+        regalloc: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +76,18 @@ fn parse_args() -> Result<Options> {
                         t.trim()
                             .parse::<usize>()
                             .with_context(|| format!("--threads: `{t}`"))
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "--regalloc" => {
+                opts.regalloc = value("--regalloc")?
+                    .split(',')
+                    .map(|n| {
+                        let r: spate::BaselineRegalloc = n
+                            .trim()
+                            .parse()
+                            .map_err(|e: String| anyhow::anyhow!("--regalloc: {e}"))?;
+                        Ok((r.name().to_string(), r))
                     })
                     .collect::<Result<_>>()?;
             }
@@ -123,42 +141,68 @@ struct Row {
 fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
+    // One engine per allocator (the default's alone without --regalloc), labelled.
+    let allocators: Vec<(Option<&str>, Option<spate::BaselineRegalloc>)> =
+        if opts.regalloc.is_empty() {
+            vec![(None, None)]
+        } else {
+            opts.regalloc
+                .iter()
+                .map(|(name, r)| (Some(name.as_str()), Some(*r)))
+                .collect()
+        };
     for &threads in &opts.threads {
-        let mut config = spate::Config::new();
-        // Measures compilation itself: `Module::new` returns when every function is compiled.
-        config
-            .compile_threads(threads)
-            .compile_strategy(spate::CompileStrategy::Eager);
-        let engine = spate::Engine::new(&config)?;
+        let engines = allocators
+            .iter()
+            .map(|&(_, regalloc)| {
+                let mut config = spate::Config::new();
+                // Measures compilation itself: `Module::new` returns when every function is
+                // compiled.
+                config
+                    .compile_threads(threads)
+                    .compile_strategy(spate::CompileStrategy::Eager);
+                if let Some(r) = regalloc {
+                    config.baseline_regalloc(r);
+                }
+                spate::Engine::new(&config)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let variants: &[(&str, Option<usize>)] = if opts.stream {
             &[("whole", None), ("stream", Some(opts.chunk))]
         } else {
             &[("whole", None)]
         };
         for &(name, chunk) in variants {
-            let mut times = Vec::with_capacity(opts.runs);
-            let mut shape = (0, 0);
+            let mut times = vec![Vec::with_capacity(opts.runs); engines.len()];
+            let mut shapes = vec![(0, 0); engines.len()];
             for run in 0..opts.warmup + opts.runs {
-                let (time, module) = compile_once(&engine, &bytes, chunk)
-                    .with_context(|| format!("compiling {}", path.display()))?;
-                shape = (module.num_defined_functions(), module.code_size());
-                drop(module);
-                if run >= opts.warmup {
-                    times.push(time);
+                for (i, engine) in engines.iter().enumerate() {
+                    let (time, module) = compile_once(engine, &bytes, chunk)
+                        .with_context(|| format!("compiling {}", path.display()))?;
+                    shapes[i] = (module.num_defined_functions(), module.code_size());
+                    drop(module);
+                    if run >= opts.warmup {
+                        times[i].push(time);
+                    }
                 }
             }
-            let label = match chunk {
-                None => name.to_string(),
-                Some(c) if c % 1024 == 0 => format!("{name} {} KiB chunks", c / 1024),
-                Some(c) => format!("{name} {c} B chunks"),
-            };
-            rows.push(Row {
-                config: label,
-                threads,
-                stats: Stats::new(&times),
-                functions: shape.0,
-                code_bytes: shape.1,
-            });
+            for (i, &(regalloc, _)) in allocators.iter().enumerate() {
+                let mut label = match chunk {
+                    None => name.to_string(),
+                    Some(c) if c % 1024 == 0 => format!("{name} {} KiB chunks", c / 1024),
+                    Some(c) => format!("{name} {c} B chunks"),
+                };
+                if let Some(r) = regalloc {
+                    label = format!("{label}, {r}");
+                }
+                rows.push(Row {
+                    config: label,
+                    threads,
+                    stats: Stats::new(&times[i]),
+                    functions: shapes[i].0,
+                    code_bytes: shapes[i].1,
+                });
+            }
         }
     }
     Ok((bytes.len(), rows))
@@ -200,13 +244,13 @@ fn main() -> Result<()> {
             opts.warmup
         );
         println!(
-            "  {:<22} {:>7} {:>11} {:>11} {:>9} {:>12} {:>12}",
+            "  {:<34} {:>7} {:>11} {:>11} {:>9} {:>12} {:>12}",
             "config", "threads", "median ms", "min ms", "MB/s", "functions/s", "code bytes"
         );
         for r in &rows {
             let median = r.stats.median.as_secs_f64();
             println!(
-                "  {:<22} {:>7} {:>11.1} {:>11.1} {:>9.2} {:>12.0} {:>12}",
+                "  {:<34} {:>7} {:>11.1} {:>11.1} {:>9.2} {:>12.0} {:>12}",
                 r.config,
                 r.threads,
                 median * 1e3,

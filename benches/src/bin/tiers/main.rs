@@ -64,6 +64,8 @@ options:
   --threshold N         Config::tier_up_threshold (default: the engine's)
   --compile-threads N   Config::compile_threads (default: the engine's)
   --llvm-pipeline P     Config::llvm_pipeline: lean, o2 or o3 (default: the engine's, lean)
+  --baseline-regalloc A Config::baseline_regalloc: single-pass, loop-nests or backtracking
+                        (default: the engine's, loop-nests)
   --no-prefetch         Config::llvm_prefetch(false): no indirect-access prefetches in LLVM code
   --no-huge-pages       Config::memory_huge_pages(false): wasm memory on 4 KiB pages only, as
                         the native build's arrays are unless the system's transparent huge
@@ -207,6 +209,7 @@ mod engine_api {
         threshold: Option<u32>,
         threads: Option<usize>,
         pipeline: Option<spate::LlvmPipeline>,
+        regalloc: Option<spate::BaselineRegalloc>,
         prefetch: bool,
         huge_pages: bool,
     ) -> spate::Config {
@@ -224,6 +227,9 @@ mod engine_api {
         }
         if let Some(p) = pipeline {
             config.llvm_pipeline(p);
+        }
+        if let Some(r) = regalloc {
+            config.baseline_regalloc(r);
         }
         config.llvm_prefetch(prefetch);
         config.memory_huge_pages(huge_pages);
@@ -269,6 +275,7 @@ struct Options {
     threshold: Option<u32>,
     compile_threads: Option<usize>,
     pipeline: Option<spate::LlvmPipeline>,
+    regalloc: Option<spate::BaselineRegalloc>,
     prefetch: bool,
     huge_pages: bool,
     /// Repeat runs whose thread was off the CPU for more than this share of their wall time.
@@ -287,6 +294,7 @@ fn parse_args() -> Result<Options> {
         threshold: None,
         compile_threads: None,
         pipeline: None,
+        regalloc: None,
         prefetch: true,
         huge_pages: true,
         max_off_cpu: None,
@@ -339,6 +347,13 @@ fn parse_args() -> Result<Options> {
             "--llvm-pipeline" => {
                 opts.pipeline = Some(
                     value("--llvm-pipeline")?
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!(e))?,
+                )
+            }
+            "--baseline-regalloc" => {
+                opts.regalloc = Some(
+                    value("--baseline-regalloc")?
                         .parse()
                         .map_err(|e: String| anyhow::anyhow!(e))?,
                 )
@@ -774,6 +789,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
                 opts.threshold,
                 opts.compile_threads,
                 opts.pipeline,
+                opts.regalloc,
                 opts.prefetch,
                 opts.huge_pages,
             );

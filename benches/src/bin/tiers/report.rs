@@ -206,13 +206,14 @@ pub(super) fn report(opts: &Options, results: &[KernelResult]) {
         println!("Tier-up threshold: {t}");
     }
     println!(
-        "LLVM pipeline: {}; indirect-access prefetches: {}",
+        "LLVM pipeline: {}; indirect-access prefetches: {}; baseline register allocator: {}",
         opts.pipeline.unwrap_or_default().name(),
         if opts.prefetch {
             "on"
         } else {
             "off (--no-prefetch)"
-        }
+        },
+        opts.regalloc.unwrap_or_default().name()
     );
     let thp =
         spate::vm::memory::transparent_huge_page_mode().unwrap_or_else(|| "unknown".to_string());

@@ -139,6 +139,13 @@ impl FuncTranslator<'_> {
             .extend_from_slice(self.builder.block_params(header));
         let loop_index = self.loop_count;
         self.loop_count += 1;
+        if self
+            .control
+            .iter()
+            .any(|f| matches!(f.kind, FrameKind::Loop { .. }))
+        {
+            self.loop_nest = true;
+        }
         // Nothing lives on the operand stack: the loop can be left for an OSR entry that takes
         // the locals alone. The transfer prefers the outermost such loop enclosing this one,
         // where the inner loops start again from their own initial values.

@@ -128,6 +128,15 @@ pub(crate) struct FuncTranslator<'a> {
     /// Whether a loop header with an OSR transfer was emitted (the function then counts its
     /// calls, see [`FuncTranslator::count_calls`]).
     has_osr_loop: bool,
+    /// Whether a reachable loop was translated inside another loop.
+    loop_nest: bool,
+}
+
+/// What the translation of a body found out about it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Translated {
+    /// Whether the body has a reachable loop inside another loop.
+    pub(crate) loop_nest: bool,
 }
 
 /// Translates `body`, the body of function `func_index` of `module`, into `func`.
@@ -141,7 +150,7 @@ pub(crate) fn translate_function(
     func_index: u32,
     body: &FunctionBody<'_>,
     validator: Option<&mut FuncValidator<ValidatorResources>>,
-) -> Result<(), CompileError> {
+) -> Result<Translated, CompileError> {
     let body_offset = body.range().start as usize;
     check_module_support(module, body_offset)?;
     let def_index = module
@@ -183,6 +192,7 @@ pub(crate) fn translate_function(
         osr_slot: None,
         last_write: Vec::new(),
         has_osr_loop: false,
+        loop_nest: false,
     };
     t.stack.clear();
     t.locals.clear();
@@ -198,7 +208,9 @@ pub(crate) fn translate_function(
         Ok(allocs) => {
             state.reader_allocs = allocs;
             t.builder.finalize(isa.frontend_config());
-            Ok(())
+            Ok(Translated {
+                loop_nest: t.loop_nest,
+            })
         }
         Err(e) => {
             // The builder was abandoned half-way: start the next function from a fresh context.
