@@ -228,7 +228,8 @@ impl Config {
     /// [`BaselineRegalloc::LoopNests`], the backtracking allocator for functions of up to 2 KiB
     /// with a loop nest and the single-pass allocator for the rest).
     /// [`BaselineRegalloc::SinglePass`] compiles fastest; [`BaselineRegalloc::Backtracking`]
-    /// gives every function the faster code, at 1.5-1.9x the compile time on large modules.
+    /// gives every function the faster code, at 1.5-2.4x the compile time on large modules.
+    /// Only the baseline and tiered modes compile function bodies with the baseline tier.
     pub fn baseline_regalloc(&mut self, regalloc: BaselineRegalloc) -> &mut Self {
         self.baseline_regalloc = regalloc;
         self

@@ -155,12 +155,13 @@ struct EngineArgs {
     #[arg(long, value_enum, value_name = "PIPELINE")]
     llvm_pipeline: Option<PipelineChoice>,
 
-    /// The baseline (Cranelift) tier's register allocator. `loop-nests` (default): the
-    /// backtracking allocator for functions of up to 2 KiB of wasm with a loop inside a loop
-    /// (compute kernels; their baseline code runs 1.3-1.9x faster), the single-pass allocator
-    /// for the rest. `single-pass`: everywhere, the fastest compile. `backtracking`: everywhere,
-    /// the fastest baseline code at 1.5-1.9x the compile time of large modules.
-    /// Example: `--baseline-regalloc single-pass`
+    /// The baseline (Cranelift) tier's register allocator (tiers `baseline` and `tiered`;
+    /// `optimized` compiles no function with it). `loop-nests` (default): the backtracking
+    /// allocator for functions of up to 2 KiB of wasm with a loop inside a loop (compute
+    /// kernels, whose baseline code then runs at 1.4-1.9x native instead of 2.5-3.5x), the
+    /// single-pass allocator for the rest. `single-pass`: everywhere, the fastest compile.
+    /// `backtracking`: everywhere, the fastest baseline code at 1.5-2.4x the compile time of
+    /// large modules. Example: `--baseline-regalloc single-pass`
     #[arg(long, value_enum, value_name = "ALLOCATOR")]
     baseline_regalloc: Option<RegallocChoice>,
 

@@ -171,6 +171,38 @@ fn every_tier_compiles_and_reports_its_figures() {
         "{}",
         stderr(&out)
     );
+    // Every baseline register allocator compiles it; an unknown one is a usage error.
+    for regalloc in ["single-pass", "loop-nests", "backtracking"] {
+        let out = spate(&[
+            "compile",
+            "--tier",
+            "baseline",
+            "--baseline-regalloc",
+            regalloc,
+            "--stats",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{regalloc}: {}", stderr(&out));
+        let err = stderr(&out);
+        let line = err.lines().find(|l| l.starts_with("baseline")).unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some("1"),
+            "{regalloc}: {line}"
+        );
+    }
+    let out = spate(&[
+        "compile",
+        "--baseline-regalloc",
+        "linear-scan",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("possible values: single-pass, loop-nests, backtracking"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -186,6 +218,7 @@ fn help_explains_every_flag_with_an_example() {
             "--tier-up-threshold",
             "--tier-up-threads",
             "--llvm-pipeline",
+            "--baseline-regalloc",
             "--stats",
         ] {
             assert!(text.contains(flag), "{command}: {text}");

@@ -8,9 +8,9 @@
 //!   arriving over the network would be.
 //!
 //! It reports the median and fastest wall time, MB/s of wasm (module bytes / median time, with
-//! MB = 10^6 bytes) and defined functions per second. One engine is made per thread count and
-//! reused for all of its runs, so the worker pool is warm; each compiled module is dropped outside
-//! the timed region.
+//! MB = 10^6 bytes) and defined functions per second. One engine is made per thread count (and
+//! per baseline register allocator compared with `--regalloc`) and reused for all of its runs, so
+//! the worker pool is warm; each compiled module is dropped outside the timed region.
 //!
 //! Build and run with `cargo run --release -p spate-benches --bin compile_throughput -- FILE...`,
 //! or through `scripts/bench-compile.sh`, which also times V8's Liftoff on the same bytes.
@@ -47,8 +47,8 @@ struct Options {
     chunk: usize,
     stream: bool,
     tsv: bool,
-    /// The allocators to compare, by name; empty: the engine's default only.
-    regalloc: Vec<(String, spate::BaselineRegalloc)>,
+    /// The allocators to compare; empty: the engine's default only.
+    regalloc: Vec<spate::BaselineRegalloc>,
 }
 
 fn parse_args() -> Result<Options> {
@@ -83,11 +83,9 @@ fn parse_args() -> Result<Options> {
                 opts.regalloc = value("--regalloc")?
                     .split(',')
                     .map(|n| {
-                        let r: spate::BaselineRegalloc = n
-                            .trim()
+                        n.trim()
                             .parse()
-                            .map_err(|e: String| anyhow::anyhow!("--regalloc: {e}"))?;
-                        Ok((r.name().to_string(), r))
+                            .map_err(|e: String| anyhow::anyhow!("--regalloc: {e}"))
                     })
                     .collect::<Result<_>>()?;
             }
@@ -142,19 +140,15 @@ fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
     // One engine per allocator (the default's alone without --regalloc), labelled.
-    let allocators: Vec<(Option<&str>, Option<spate::BaselineRegalloc>)> =
-        if opts.regalloc.is_empty() {
-            vec![(None, None)]
-        } else {
-            opts.regalloc
-                .iter()
-                .map(|(name, r)| (Some(name.as_str()), Some(*r)))
-                .collect()
-        };
+    let allocators: Vec<Option<spate::BaselineRegalloc>> = if opts.regalloc.is_empty() {
+        vec![None]
+    } else {
+        opts.regalloc.iter().copied().map(Some).collect()
+    };
     for &threads in &opts.threads {
         let engines = allocators
             .iter()
-            .map(|&(_, regalloc)| {
+            .map(|&regalloc| {
                 let mut config = spate::Config::new();
                 // Measures compilation itself: `Module::new` returns when every function is
                 // compiled.
@@ -186,14 +180,14 @@ fn bench_file(opts: &Options, path: &PathBuf) -> Result<(usize, Vec<Row>)> {
                     }
                 }
             }
-            for (i, &(regalloc, _)) in allocators.iter().enumerate() {
+            for (i, &regalloc) in allocators.iter().enumerate() {
                 let mut label = match chunk {
                     None => name.to_string(),
                     Some(c) if c % 1024 == 0 => format!("{name} {} KiB chunks", c / 1024),
                     Some(c) => format!("{name} {c} B chunks"),
                 };
                 if let Some(r) = regalloc {
-                    label = format!("{label}, {r}");
+                    label = format!("{label}, {}", r.name());
                 }
                 rows.push(Row {
                     config: label,
@@ -243,14 +237,20 @@ fn main() -> Result<()> {
             opts.runs,
             opts.warmup
         );
+        let width = rows
+            .iter()
+            .map(|r| r.config.len())
+            .max()
+            .unwrap_or(0)
+            .max(22);
         println!(
-            "  {:<34} {:>7} {:>11} {:>11} {:>9} {:>12} {:>12}",
+            "  {:<width$} {:>7} {:>11} {:>11} {:>9} {:>12} {:>12}",
             "config", "threads", "median ms", "min ms", "MB/s", "functions/s", "code bytes"
         );
         for r in &rows {
             let median = r.stats.median.as_secs_f64();
             println!(
-                "  {:<34} {:>7} {:>11.1} {:>11.1} {:>9.2} {:>12.0} {:>12}",
+                "  {:<width$} {:>7} {:>11.1} {:>11.1} {:>9.2} {:>12.0} {:>12}",
                 r.config,
                 r.threads,
                 median * 1e3,

@@ -53,10 +53,9 @@ pub enum RegallocAlgorithm {
     /// Loop nests are where compute kernels spend their time, and where the single-pass
     /// allocator costs most: it keeps no value in a register from one block to the next, so
     /// every loop-carried local makes a round trip through the stack frame on every iteration.
-    /// The backtracking allocator runs such code 1.3-1.9x faster (`benches/`: the C kernels at
-    /// 1.3-1.9x native instead of 2.5-3.3x) but compiles 1.5-1.9x slower. Bounding it to small
-    /// loop-nest functions keeps that cost to a small share of a large program's compile time,
-    /// where giving it every function with a loop made whole modules compile 1.5-1.9x slower.
+    /// With the backtracking allocator the benchmarks' C compute kernels run at 1.4-1.9x native
+    /// instead of 2.5-3.5x, but it compiles whole large modules 1.5-2.4x slower. Bounded to
+    /// small loop-nest functions, it costs those modules 7-21% more compile time.
     LoopNests {
         /// The largest body (in bytes of wasm, locals included) that gets the backtracking
         /// allocator.
@@ -139,7 +138,8 @@ impl Default for CraneliftOptions {
 /// The Cranelift baseline tier: a factory of per-thread [`CraneliftCompiler`]s.
 ///
 /// The target ISA is configured once, for the host CPU (its features detected at run time), and
-/// shared by every compiler.
+/// shared by every compiler; with [`RegallocAlgorithm::LoopNests`] there are two, identical but
+/// for the register allocator.
 pub struct CraneliftTier {
     isa: OwnedTargetIsa,
     /// With [`RegallocAlgorithm::LoopNests`]: the ISA with the backtracking allocator, and the
@@ -269,7 +269,6 @@ impl std::fmt::Debug for CraneliftCompiler {
 }
 
 impl CraneliftCompiler {
-    /// Compiles the function now in `self.ctx.func` and collects its code and tables.
     /// The ISA to compile a function with: the one with the backtracking allocator for a
     /// function with a loop nest and a body of at most its limit, else the main one.
     fn isa_for(&self, translated: translate::Translated, body_bytes: u64) -> OwnedTargetIsa {
@@ -516,8 +515,8 @@ mod tests {
         assert!(err.contains("`linear-scan`") && err.contains("single-pass, loop-nests or"));
     }
 
-    /// Translates the only function of the module `wat` and returns what the translation found.
-    fn translate_only_function(wat: &str) -> translate::Translated {
+    /// Calls `f` with the declarations and the body of the only function of the module `wat`.
+    fn with_only_function<R>(wat: &str, f: impl FnOnce(&ModuleInfo, &FunctionBody<'_>) -> R) -> R {
         let bytes = wast::parser::parse::<wast::Wat>(&wast::parser::ParseBuffer::new(wat).unwrap())
             .unwrap()
             .encode()
@@ -538,21 +537,28 @@ mod tests {
                 _ => {}
             }
         }
-        let mut compiler = CraneliftTier::new(CraneliftOptions::default())
+        f(&info, &body.expect("one function"))
+    }
+
+    /// Translates the only function of the module `wat` and returns what the translation found.
+    fn translate_only_function(wat: &str) -> translate::Translated {
+        with_only_function(wat, |info, body| {
+            let mut compiler = CraneliftTier::new(CraneliftOptions::default())
+                .unwrap()
+                .compiler();
+            let isa = compiler.isa.clone();
+            translate::translate_function(
+                &mut compiler.ctx.func,
+                &mut compiler.builder_ctx,
+                &mut compiler.state,
+                &*isa,
+                info,
+                0,
+                body,
+                None,
+            )
             .unwrap()
-            .compiler();
-        let isa = compiler.isa.clone();
-        let translated = translate::translate_function(
-            &mut compiler.ctx.func,
-            &mut compiler.builder_ctx,
-            &mut compiler.state,
-            &*isa,
-            &info,
-            0,
-            &body.expect("one function"),
-            None,
-        );
-        translated.unwrap()
+        })
     }
 
     #[test]
@@ -604,6 +610,43 @@ mod tests {
         let limit = u64::from(LOOP_NEST_MAX_BODY);
         assert_eq!(allocator(default, true, limit), "backtracking");
         assert_eq!(allocator(default, true, limit + 1), "single_pass");
+    }
+
+    #[test]
+    fn a_loop_nest_is_compiled_with_the_allocator_chosen_for_it() {
+        // Two nested counted loops carrying an accumulator: the allocators' code differs.
+        let wat = "(module (func (param i32) (result i32) (local i32 i32 i32)
+            (loop $i
+              (local.set 2 (i32.const 0))
+              (loop $j
+                (local.set 3 (i32.add (local.get 3) (i32.mul (local.get 1) (local.get 2))))
+                (br_if $j (i32.lt_u (local.tee 2 (i32.add (local.get 2) (i32.const 1)))
+                  (local.get 0))))
+              (br_if $i (i32.lt_u (local.tee 1 (i32.add (local.get 1) (i32.const 1)))
+                (local.get 0))))
+            (local.get 3)))";
+        let code = |regalloc| {
+            with_only_function(wat, |info, body| {
+                CraneliftTier::new(CraneliftOptions {
+                    regalloc,
+                    ..CraneliftOptions::default()
+                })
+                .unwrap()
+                .compiler()
+                .compile_function(info, 0, body, None)
+                .unwrap()
+                .code
+            })
+        };
+        let single = code(RegallocAlgorithm::SinglePass);
+        let backtracking = code(RegallocAlgorithm::Backtracking);
+        assert_ne!(single, backtracking);
+        let within = RegallocAlgorithm::LoopNests {
+            max_body_bytes: 4096,
+        };
+        assert_eq!(code(within), backtracking);
+        let beyond = RegallocAlgorithm::LoopNests { max_body_bytes: 8 };
+        assert_eq!(code(beyond), single);
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn compile_speed() {
     for (opt, regalloc) in [
         (OptLevel::None, RegallocAlgorithm::SinglePass),
         (OptLevel::None, RegallocAlgorithm::Backtracking),
+        (OptLevel::None, RegallocAlgorithm::default()),
         (OptLevel::Speed, RegallocAlgorithm::SinglePass),
         (OptLevel::Speed, RegallocAlgorithm::Backtracking),
     ] {
