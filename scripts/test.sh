@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The tests, on a fresh Debian bookworm machine: set-up, the workspace's tests, then formatting
-# and lints. CI runs exactly this (through .ci/run).
+# The tests, on a fresh Debian bookworm machine: set-up, the workspace's tests, then formatting,
+# lints and the API documentation (rustdoc warnings, such as broken links, are errors). CI runs
+# exactly this (through .ci/run).
 #
-# All three steps run even when an earlier one fails; the exit status is non-zero if any failed.
+# All four steps run even when an earlier one fails; the exit status is non-zero if any failed.
 # The last line totals the `test result:` lines of cargo test as `tests: N passed, N failed,
 # N skipped` (skipped = ignored tests).
 #
@@ -29,6 +30,9 @@ cargo fmt --all -- --check || failed+=("cargo fmt")
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings || failed+=("cargo clippy")
+
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps || failed+=("cargo doc")
 
 echo
 if ((${#failed[@]} > 0)); then

@@ -277,7 +277,7 @@ struct RunArgs {
     #[arg(value_name = "MODULE")]
     module: String,
 
-    /// Arguments for the program (argv[1], ...), after `--` when they start with `-`.
+    /// Arguments for the program (`argv[1]`, ...), after `--` when they start with `-`.
     /// Example: `-- -v input.txt`
     #[arg(
         value_name = "ARGS",

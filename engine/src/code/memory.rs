@@ -1,7 +1,7 @@
 //! Code memory: machine code from a tier, copied into its own mapping and made executable.
 //!
 //! Pages are writable while the code is copied in and executable (never both) afterwards. The
-//! mapping is registered with the [`registry`](super::registry) so a fault in it can be turned
+//! mapping is registered with the [`registry`] so a fault in it can be turned
 //! into a wasm trap, and unregistered when dropped.
 
 use super::registry;

@@ -5,7 +5,7 @@
 //! calls a libcall:
 //!
 //! * `TierUp` at function entry (and at loop headers entered with values on the operand stack):
-//!   the function's heat goes up and, the first time, a [`Request`] goes onto the engine's
+//!   the function's heat goes up and, the first time, a `Request` goes onto the engine's
 //!   crossbeam channel;
 //! * `LoopTierUp` at the header of a loop entered with an empty operand stack: the same, and the
 //!   request also asks for an on-stack-replacement (OSR) entry; once it is installed the libcall
@@ -13,7 +13,7 @@
 //!   entries, the code of one loop nest alone, which hand the function back to the baseline
 //!   when the program leaves the nest; the first one is for the nest the program is predicted
 //!   to be in by the time it is compiled. The entry taken is preferably one of a loop enclosing
-//!   the hot loop (see [`osr_entry`]): in it the inner loops start from their own initial
+//!   the hot loop (see `osr_entry`): in it the inner loops start from their own initial
 //!   values, which the optimizer can reason about, instead of values loaded from the locals
 //!   array. The runtime arms such a loop (the function's word in the middle third of
 //!   `ModuleInner::budgets` becomes `loop + 1`), and that loop's header takes the entry each

@@ -177,7 +177,7 @@ pub struct TierStats {
     pub compile_cpu_time: Duration,
 }
 
-/// A snapshot of an engine's compilation and tier-up figures ([`Engine::stats`]).
+/// A snapshot of an engine's compilation and tier-up figures ([`Engine::stats`](crate::Engine::stats)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// The baseline (Cranelift) tier.

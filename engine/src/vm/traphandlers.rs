@@ -4,7 +4,7 @@
 //! `sigjmp_buf` in the C helper) in a thread-local. A trap ends up at that target:
 //!
 //! * a fault in compiled code (out-of-bounds access in a memory's guard region, a trap
-//!   instruction, a stack-limit check) raises a signal; [`handle_signal`] maps the faulting pc
+//!   instruction, a stack-limit check) raises a signal; `handle_signal` maps the faulting pc
 //!   through the code registry to a trap code and jumps;
 //! * a libcall that detects a trap, or a host function that fails or panics, calls
 //!   [`raise`], which jumps the same way.

@@ -5,7 +5,7 @@
 //! the lean one made for code a WebAssembly producer has already optimized; LLVM's full
 //! `default<O3>` or `O2` on request), compiled for the host CPU as position-independent code,
 //! and turned into one self-contained blob: the function at offset 0 followed by its read-only
-//! data, with every relocation applied (see [`object`](crate::object)). The code follows the
+//! data, with every relocation applied (see the module `object`). The code follows the
 //! contract of [`spate_tiers`] exactly like the Cranelift baseline tier, with two differences:
 //!
 //! * it does not list its trap sites: every trap other than an out-of-bounds linear-memory
@@ -16,7 +16,7 @@
 //!
 //! With the environment variable `SPATE_LLVM_DUMP` set to a directory, every compile writes
 //! `f<index>[-osr<loops>|-region<loop>].ll` (the translated IR), `.opt.ll` (after the pipeline and the
-//! [indirect-prefetch pass](crate::prefetch)) and `.s` (the machine code) there, e.g. to time a pipeline with `opt-19 -passes='default<O3>'
+//! indirect-prefetch pass, module `prefetch`) and `.s` (the machine code) there, e.g. to time a pipeline with `opt-19 -passes='default<O3>'
 //! -time-passes` (see [`Pipeline::passes`]) or to compare hot loops with native code.
 //!
 //! It also compiles on-stack-replacement entries, for one loop reached through its enclosing
@@ -131,7 +131,7 @@ pub struct LlvmOptions {
     /// The pass pipeline (default: [`Pipeline::Lean`]).
     pub pipeline: Pipeline,
     /// Whether to prefetch indirect memory accesses in loops, such as `out[count[key[i]]]`
-    /// (default: on). See the [`prefetch`](crate::prefetch) pass; it never changes results.
+    /// (default: on). See the `prefetch` pass; it never changes results.
     pub prefetch_indirect: bool,
 }
 
