@@ -113,6 +113,36 @@ fn compile_reports_bad_modules_without_crashing() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs `spate compile ARGS --stats PATH`, checks that it succeeds and that the `--stats` line
+/// of the tier `compiled_by` (on stderr) counts one function; returns the output.
+fn compiles_one_function(path: &std::path::Path, args: &[&str], compiled_by: &str) -> Output {
+    let path = path.to_str().unwrap();
+    let out = spate(&[&["compile"], args, &["--stats", path]].concat());
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with(compiled_by))
+        .unwrap_or_else(|| panic!("{args:?}: no {compiled_by} line in\n{err}"));
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some("1"),
+        "{args:?}: {line}"
+    );
+    out
+}
+
+/// Checks that `spate compile FLAG VALUE PATH` is a usage error naming `choices`.
+fn rejects_value(path: &std::path::Path, flag: &str, value: &str, choices: &str) {
+    let out = spate(&["compile", flag, value, path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("possible values: {choices}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn every_tier_compiles_and_reports_its_figures() {
     let dir = scratch("tiers");
@@ -128,80 +158,29 @@ fn every_tier_compiles_and_reports_its_figures() {
         ("optimized", "optimized"),
         ("tiered", "baseline"),
     ] {
-        let out = spate(&["compile", "--tier", tier, "--stats", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{tier}: {}", stderr(&out));
-        assert!(stdout(&out).contains(&format!("valid (tier {tier})")));
         // `--stats` goes to stderr: one line per tier, the compiling tier with one function.
+        let out = compiles_one_function(&path, &["--tier", tier], compiled_by);
+        assert!(stdout(&out).contains(&format!("valid (tier {tier})")));
         let err = stderr(&out);
-        let line = err
-            .lines()
-            .find(|l| l.starts_with(compiled_by))
-            .unwrap_or_else(|| panic!("{tier}: no {compiled_by} line in\n{err}"));
-        let functions: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(functions[1], "1", "{tier}: {line}");
         assert!(err.contains("tier-up requests 0"), "{tier}: {err}");
     }
-    let out = spate(&["compile", "--tier", "fastest", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("possible values: baseline, optimized, tiered"));
+    rejects_value(&path, "--tier", "fastest", "baseline, optimized, tiered");
     // Every LLVM pipeline compiles it; an unknown one is a usage error naming the choices.
     for pipeline in ["lean", "o2", "o3"] {
-        let out = spate(&[
-            "compile",
-            "--tier",
-            "optimized",
-            "--llvm-pipeline",
-            pipeline,
-            "--stats",
-            path.to_str().unwrap(),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{pipeline}: {}", stderr(&out));
-        let err = stderr(&out);
-        let line = err.lines().find(|l| l.starts_with("optimized")).unwrap();
-        assert_eq!(
-            line.split_whitespace().nth(1),
-            Some("1"),
-            "{pipeline}: {line}"
-        );
+        let args = ["--tier", "optimized", "--llvm-pipeline", pipeline];
+        compiles_one_function(&path, &args, "optimized");
     }
-    let out = spate(&["compile", "--llvm-pipeline", "o1", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("possible values: lean, o2, o3"),
-        "{}",
-        stderr(&out)
-    );
+    rejects_value(&path, "--llvm-pipeline", "o1", "lean, o2, o3");
     // Every baseline register allocator compiles it; an unknown one is a usage error.
     for regalloc in ["single-pass", "loop-nests", "backtracking"] {
-        let out = spate(&[
-            "compile",
-            "--tier",
-            "baseline",
-            "--baseline-regalloc",
-            regalloc,
-            "--stats",
-            path.to_str().unwrap(),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{regalloc}: {}", stderr(&out));
-        let err = stderr(&out);
-        let line = err.lines().find(|l| l.starts_with("baseline")).unwrap();
-        assert_eq!(
-            line.split_whitespace().nth(1),
-            Some("1"),
-            "{regalloc}: {line}"
-        );
+        let args = ["--tier", "baseline", "--baseline-regalloc", regalloc];
+        compiles_one_function(&path, &args, "baseline");
     }
-    let out = spate(&[
-        "compile",
+    rejects_value(
+        &path,
         "--baseline-regalloc",
         "linear-scan",
-        path.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("possible values: single-pass, loop-nests, backtracking"),
-        "{}",
-        stderr(&out)
+        "single-pass, loop-nests, backtracking",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

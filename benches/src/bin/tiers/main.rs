@@ -201,38 +201,30 @@ struct Figures {
 
 /// Everything that touches the engine's configuration and statistics API, in one place.
 mod engine_api {
-    use super::{Figures, Mode};
+    use super::{Figures, Mode, Options};
 
-    /// The engine configuration for `mode`.
-    pub fn config(
-        mode: Mode,
-        threshold: Option<u32>,
-        threads: Option<usize>,
-        pipeline: Option<spate::LlvmPipeline>,
-        regalloc: Option<spate::BaselineRegalloc>,
-        prefetch: bool,
-        huge_pages: bool,
-    ) -> spate::Config {
+    /// The engine configuration for `mode` under the command line's engine options.
+    pub fn config(mode: Mode, opts: &Options) -> spate::Config {
         let mut config = spate::Config::new();
         config.tier(match mode {
             Mode::Baseline => spate::TierMode::Baseline,
             Mode::Optimized => spate::TierMode::Optimized,
             Mode::Tiered => spate::TierMode::Tiered,
         });
-        if let Some(n) = threshold {
+        if let Some(n) = opts.threshold {
             config.tier_up_threshold(n);
         }
-        if let Some(n) = threads {
+        if let Some(n) = opts.compile_threads {
             config.compile_threads(n);
         }
-        if let Some(p) = pipeline {
+        if let Some(p) = opts.pipeline {
             config.llvm_pipeline(p);
         }
-        if let Some(r) = regalloc {
+        if let Some(r) = opts.regalloc {
             config.baseline_regalloc(r);
         }
-        config.llvm_prefetch(prefetch);
-        config.memory_huge_pages(huge_pages);
+        config.llvm_prefetch(opts.prefetch);
+        config.memory_huge_pages(opts.huge_pages);
         // `Module::new` is timed as the compile: it returns when every function is compiled.
         config.compile_strategy(spate::CompileStrategy::Eager);
         config
@@ -784,15 +776,7 @@ fn bench_kernel(opts: &Options, kernel: &'static Kernel) -> Result<KernelResult>
             }
             // An engine that cannot be created (a tier not built in) skips the mode; any other
             // failure, a wrong checksum included, stops the benchmark.
-            let config = engine_api::config(
-                mode,
-                opts.threshold,
-                opts.compile_threads,
-                opts.pipeline,
-                opts.regalloc,
-                opts.prefetch,
-                opts.huge_pages,
-            );
+            let config = engine_api::config(mode, opts);
             let mut first = match spate::Engine::new(&config) {
                 Ok(engine) => Some(engine),
                 Err(e) => {
