@@ -207,22 +207,78 @@ private:
   }
 };
 
+/// The clamp limits of one loop's look-ahead accesses: for each linear memory and access size,
+/// the memory's length minus the size, computed once in the loop's preheader.
+///
+/// A length read before the loop is sound for every iteration: memories only grow, so a length
+/// read earlier is at most the current one, and an access clamped below it is inside the
+/// memory (a memory that grew in the loop only makes the clamp stricter than it needs to be,
+/// which costs a useless prefetch, never a fault). Read in the loop instead, the length has to
+/// be loaded again after each store to linear memory (which LLVM cannot tell from a store to
+/// the `VMMemory` record), several instructions per access in a loop of a few.
+class Limits {
+public:
+  /// `preheader` may be null (no preheader: the limits are computed at each access instead);
+  /// `DT` tells whether a memory's base load is available there.
+  Limits(Module &M, uint64_t lengthDelta, BasicBlock *preheader, DominatorTree &DT)
+      : M(M), lengthDelta(lengthDelta), preheader(preheader), DT(DT) {}
+
+  /// The highest offset in the memory that `base` loads the base of at which an access of
+  /// `size` bytes is inside the memory, for code inserted at `B`.
+  Value *last(IRBuilder<> &B, LoadInst *base, uint64_t size) {
+    bool hoist = preheader && DT.dominates(base, preheader->getTerminator());
+    if (!hoist)
+      return limit(B, length(B, base), size);
+    Value *&cached = lasts[{base, size}];
+    if (!cached) {
+      IRBuilder<> P(preheader->getTerminator());
+      Value *&len = lengths[base];
+      if (!len)
+        len = length(P, base);
+      cached = limit(P, len, size);
+    }
+    return cached;
+  }
+
+private:
+  Module &M;
+  uint64_t lengthDelta;
+  BasicBlock *preheader;
+  DominatorTree &DT;
+  std::map<LoadInst *, Value *> lengths;
+  std::map<std::pair<LoadInst *, uint64_t>, Value *> lasts;
+
+  /// Loads the current length in bytes of the memory whose base `base` loads.
+  Value *length(IRBuilder<> &B, LoadInst *base) {
+    Type *i64 = Type::getInt64Ty(M.getContext());
+    Type *byte = Type::getInt8Ty(M.getContext());
+    Value *record =
+        B.CreateGEP(byte, base->getPointerOperand(), ConstantInt::get(i64, lengthDelta));
+    return B.CreateAlignedLoad(i64, record, Align(8));
+  }
+
+  /// `length - size`, saturating at 0 (an empty memory, or one smaller than the access).
+  Value *limit(IRBuilder<> &B, Value *length, uint64_t size) {
+    Type *i64 = Type::getInt64Ty(M.getContext());
+    return B.CreateBinaryIntrinsic(Intrinsic::usub_sat, length, ConstantInt::get(i64, size));
+  }
+};
+
 /// Emits the look-ahead code of the candidates of one block, sharing what they have in common:
 /// `emit` adds each candidate's look-ahead loads and arithmetic just before its access, then
 /// `finish` adds one prefetch per look-ahead address that no look-ahead load already reads.
 class Emitter {
 public:
-  Emitter(Module &M, uint64_t lengthDelta) : M(M), lengthDelta(lengthDelta) {}
+  Emitter(Module &M, Limits &limits) : M(M), limits(limits) {}
 
   void emit(const Candidate &c) {
     IRBuilder<> B(c.access);
-    std::map<LoadInst *, Value *> lengths;
     for (Instruction *inst : c.slice) {
       if (clones.count(inst))
         continue;
       if (auto *load = dyn_cast<LoadInst>(inst)) {
         Value *ahead = remap(load->getPointerOperand());
-        Value *ptr = clampInto(B, lengths, ahead, load->getPointerOperand(), load->getType());
+        Value *ptr = clampInto(B, ahead, load->getPointerOperand(), load->getType());
         clones[inst] = B.CreateAlignedLoad(load->getType(), ptr, Align(1));
         loaded.insert(ahead);
         continue;
@@ -252,8 +308,7 @@ public:
       if (loaded.count(r.ahead))
         continue; // a look-ahead load reads it already
       IRBuilder<> B(r.before);
-      std::map<LoadInst *, Value *> lengths;
-      Value *ptr = clampInto(B, lengths, r.ahead, r.original, Type::getInt8Ty(M.getContext()));
+      Value *ptr = clampInto(B, r.ahead, r.original, Type::getInt8Ty(M.getContext()));
       Function *prefetch = Intrinsic::getDeclaration(&M, Intrinsic::prefetch, {ptr->getType()});
       B.CreateCall(prefetch, {ptr, ConstantInt::get(i32, r.write ? 1 : 0),
                               ConstantInt::get(i32, 3), ConstantInt::get(i32, 1)});
@@ -295,7 +350,7 @@ private:
   };
 
   Module &M;
-  uint64_t lengthDelta;
+  Limits &limits;
   int64_t distance = 0;
   std::map<Value *, Value *> clones;
   SmallPtrSet<Value *, 8> loaded;
@@ -310,36 +365,26 @@ private:
 
   /// `ahead` (a pointer into the linear memory `original` is based on) moved, if need be, so
   /// that an access of `type` there stays inside the memory's current length.
-  Value *clampInto(IRBuilder<> &B, std::map<LoadInst *, Value *> &lengths, Value *ahead,
-                   Value *original, Type *type) {
+  Value *clampInto(IRBuilder<> &B, Value *ahead, Value *original, Type *type) {
     LoadInst *base = memoryBaseOf(original);
     Type *i64 = Type::getInt64Ty(M.getContext());
     Type *byte = Type::getInt8Ty(M.getContext());
-    Value *&length = lengths[base];
-    if (!length) {
-      // Read at the insertion point, just before an access of the loop, so after every load
-      // its address depends on. Memories only grow, so this length covers each of those
-      // loads: a look-ahead load of `size` bytes (the size of the load it copies) clamped
-      // below it is inside the memory.
-      Value *record =
-          B.CreateGEP(byte, base->getPointerOperand(), ConstantInt::get(i64, lengthDelta));
-      length = B.CreateAlignedLoad(i64, record, Align(8));
-    }
     uint64_t size = M.getDataLayout().getTypeStoreSize(type);
     // Frozen: a look-ahead value may be poison (a clone computes on values the loop never
     // sees), and the clamp must bound a defined offset for the load to be defined.
     Value *offset =
         B.CreateFreeze(B.CreateSub(B.CreatePtrToInt(ahead, i64), B.CreatePtrToInt(base, i64)));
-    // Saturating for a prefetch, whose access may be to a memory the slice's loads did not
-    // touch (and so possibly empty); a clamped prefetch still stays in the reservation.
-    Value *last = B.CreateBinaryIntrinsic(Intrinsic::usub_sat, length, ConstantInt::get(i64, size));
-    Value *inside = B.CreateBinaryIntrinsic(Intrinsic::umin, offset, last);
+    // Saturating (`Limits::last`) for a prefetch, whose access may be to a memory the slice's
+    // loads did not touch (and so possibly empty); a clamped prefetch still stays in the
+    // reservation.
+    Value *inside = B.CreateBinaryIntrinsic(Intrinsic::umin, offset, limits.last(B, base, size));
     return B.CreateGEP(byte, base, inside);
   }
 };
 
 /// Adds the prefetches of innermost loop `L`; returns how many.
-unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, Module &M, uint64_t lengthDelta) {
+unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, DominatorTree &DT, Module &M,
+                      uint64_t lengthDelta) {
   SmallVector<Candidate, 8> candidates;
   for (BasicBlock *bb : L.blocks()) {
     for (Instruction &inst : *bb) {
@@ -359,9 +404,10 @@ unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, Module &M, uint64_t lengthDe
   }
   if (candidates.empty())
     return 0;
+  Limits limits(M, lengthDelta, L.getLoopPreheader(), DT);
   std::map<BasicBlock *, Emitter> emitters;
   for (const Candidate &c : candidates) {
-    Emitter &e = emitters.try_emplace(c.access->getParent(), M, lengthDelta).first->second;
+    Emitter &e = emitters.try_emplace(c.access->getParent(), M, limits).first->second;
     e.setDistance(c.distance);
     for (const auto &[phi, step] : c.inductions)
       e.advance(phi, step);
@@ -396,7 +442,7 @@ extern "C" unsigned spate_llvm_prefetch_indirect(LLVMModuleRef module, const cha
     ScalarEvolution SE(F, TLI, AC, DT, LI);
     for (Loop *L : LI.getLoopsInPreorder())
       if (L->isInnermost())
-        added += prefetchLoop(*L, SE, M, length_delta);
+        added += prefetchLoop(*L, SE, DT, M, length_delta);
   }
   return added;
 }

@@ -9,9 +9,10 @@
 //! the indirect prefetching of Ainsworth and Jones ("Software prefetching for indirect memory
 //! accesses", CGO 2017) adapted to WebAssembly's sandbox:
 //!
-//! * the look-ahead copies of the loads are clamped into the memory's current length (read
-//!   just before the access, after the loads it depends on, and memories only grow), so they
-//!   can neither fault nor read outside the linear memory, whatever the data;
+//! * the look-ahead copies of the loads are clamped into the memory's length, read once in the
+//!   loop's preheader (memories only grow, so a length read earlier never exceeds the current
+//!   one; without a preheader it is read just before the access), so they can neither fault nor
+//!   read outside the linear memory, whatever the data;
 //! * the prefetch address is clamped the same way (prefetches never fault, but the clamp keeps
 //!   even a hint inside the sandbox);
 //! * the loop's own instructions are untouched, so its results, traps included, are those of
@@ -148,6 +149,53 @@ exit:
         // The look-ahead loads are clamped into the memory's length, read at offset 8.
         assert!(ir.contains("getelementptr i8, ptr %def, i64 8"), "{ir}");
         assert!(ir.contains("@llvm.umin.i64"), "{ir}");
+    }
+
+    /// The printed text of block `label` of the single function in `ir` (up to the next label
+    /// or the end of the function).
+    fn block<'a>(ir: &'a str, label: &str) -> &'a str {
+        let start = ir
+            .find(&format!("\n{label}:"))
+            .unwrap_or_else(|| panic!("no block {label}:\n{ir}"));
+        let rest = &ir[start + 1..];
+        let body = &rest[rest.find('\n').map_or(rest.len(), |i| i + 1)..];
+        let end = body
+            .find(":")
+            .and_then(|colon| body[..colon].rfind('\n'))
+            .filter(|&nl| !body[nl + 1..].starts_with(' '))
+            .unwrap_or_else(|| body.find("\n}").unwrap_or(body.len()));
+        &body[..end]
+    }
+
+    /// Lines of `text` that load the memory's length (the `VMMemory` field at offset 8).
+    fn length_loads(text: &str) -> usize {
+        text.lines().filter(|l| l.contains("load i64, ptr")).count()
+    }
+
+    #[test]
+    fn the_clamp_limits_are_computed_once_in_the_preheader() {
+        // The loop stores to linear memory, which LLVM cannot tell from a store to the
+        // `VMMemory` record, so a length read in the loop would be read again every iteration.
+        let (added, ir) = run(&scatter_ir("i32", 4, "  %k = add i32 %k0, 0"));
+        assert_eq!(added, 1, "{ir}");
+        let entry = block(&ir, "entry");
+        let body = block(&ir, "loop");
+        assert_eq!(length_loads(entry), 1, "{ir}");
+        assert!(entry.contains("@llvm.usub.sat.i64"), "{ir}");
+        assert_eq!(length_loads(body), 0, "{ir}");
+        assert!(!body.contains("@llvm.usub.sat"), "{ir}");
+        assert!(body.contains("@llvm.umin.i64"), "{ir}");
+
+        // Without a preheader (the entry block branches to the loop or past it), the length is
+        // read in the loop, just before the accesses, as the clamp needs no more than that.
+        let ir = scatter_ir("i32", 4, "  %k = add i32 %k0, 0").replace(
+            "  br label %loop\nloop:",
+            "  %empty = icmp eq i32 %n, 0\n  br i1 %empty, label %exit, label %loop\nloop:",
+        );
+        let (added, ir) = run(&ir);
+        assert_eq!(added, 1, "{ir}");
+        assert_eq!(length_loads(block(&ir, "entry")), 0, "{ir}");
+        assert!(length_loads(block(&ir, "loop")) >= 1, "{ir}");
     }
 
     #[test]
