@@ -10,7 +10,7 @@
 #define CG_N 64
 #endif
 #ifndef CG_SOLVES
-#define CG_SOLVES 2
+#define CG_SOLVES 6
 #endif
 #define CG_MAX_ITER 1000
 

@@ -6,7 +6,7 @@
 #include "kernels.h"
 
 #ifndef MANDEL_SIZE
-#define MANDEL_SIZE 1280
+#define MANDEL_SIZE 1728
 #endif
 
 static int32_t mandel_point(double c_re, double c_im) {

@@ -7,7 +7,7 @@
 #include "kernels.h"
 
 #ifndef MANDEL_SIMD_SIZE
-#define MANDEL_SIMD_SIZE 2304
+#define MANDEL_SIMD_SIZE 3072
 #endif
 
 typedef float f32x4 __attribute__((vector_size(16)));

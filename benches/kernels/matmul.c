@@ -7,7 +7,7 @@
 #include "kernels.h"
 
 #ifndef MATMUL_N
-#define MATMUL_N 1000
+#define MATMUL_N 1400
 #endif
 
 static double mat_a[MATMUL_N * MATMUL_N];

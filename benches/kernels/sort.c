@@ -13,7 +13,7 @@
 #define SORT_RANGE (1 << 16)
 #endif
 #ifndef SORT_ROUNDS
-#define SORT_ROUNDS 12
+#define SORT_ROUNDS 84
 #endif
 
 static uint32_t sort_keys[SORT_N];

@@ -130,32 +130,32 @@ static COMBINED: &[u8] = include_bytes!("../../../kernels/kernels.wasm");
 static KERNELS: &[Kernel] = &[
     Kernel {
         name: "mandel",
-        what: "Mandelbrot, scalar f64, 1280x1280, corner (0.300283, -0.48857), window 0.01, \
+        what: "Mandelbrot, scalar f64, 1728x1728, corner (0.300283, -0.48857), window 0.01, \
                1000 iterations",
         native: native_mandel,
         module: include_bytes!("../../../kernels/mandel.wasm"),
     },
     Kernel {
         name: "mandel_simd",
-        what: "Mandelbrot, f32x4 SIMD, 2304x2304, same window and iteration limit",
+        what: "Mandelbrot, f32x4 SIMD, 3072x3072, same window and iteration limit",
         native: native_mandel_simd,
         module: include_bytes!("../../../kernels/mandel_simd.wasm"),
     },
     Kernel {
         name: "matmul",
-        what: "dense f64 matrix multiply, 1000x1000, i-k-j loops",
+        what: "dense f64 matrix multiply, 1400x1400, i-k-j loops",
         native: native_matmul,
         module: include_bytes!("../../../kernels/matmul.wasm"),
     },
     Kernel {
         name: "cg",
-        what: "conjugate gradients, 7-point Laplacian on a 64^3 grid, 2 solves to 1e-10",
+        what: "conjugate gradients, 7-point Laplacian on a 64^3 grid, 6 solves to 1e-10",
         native: native_cg,
         module: include_bytes!("../../../kernels/cg.wasm"),
     },
     Kernel {
         name: "sort",
-        what: "counting sort, 2^21 keys in [0, 2^16), 12 rounds",
+        what: "counting sort, 2^21 keys in [0, 2^16), 84 rounds",
         native: native_sort,
         module: include_bytes!("../../../kernels/sort.wasm"),
     },
