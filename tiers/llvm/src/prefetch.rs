@@ -19,11 +19,15 @@
 //!   the code without the pass.
 //!
 //! The distance is 128 bytes of the strided stream (two cache lines) in iterations, between 4
-//! and 64. On the project's machine it takes the benchmark's counting sort from about 0.9x to
-//! about 0.5x native, and the same prefetch written by hand into the native C makes its scatter
-//! loop about 2.7-3x as fast (docs/BENCHMARKS.md, "Session 10"). A loop whose indirect targets
-//! already sit in cache pays a few instructions per access for nothing (natively, the sort's
-//! histogram loop: about 8%).
+//! and 64. What it is worth depends on where the indirect targets live. On the Intel Xeon VM the
+//! project used until session 15, where the benchmark's counting sort waited on memory, it took
+//! the sort from about 0.9x to about 0.5x native, and the same prefetch written by hand into the
+//! native C made its scatter loop about 2.7-3x as fast (docs/BENCHMARKS.md, "Session 10"). On the
+//! AMD EPYC VM of session 16, whose 32 MiB L3 holds the sort's arrays, the hand-written prefetch
+//! gains nothing natively and the pass is worth 0-10% ("Session 16"). A loop whose indirect
+//! targets already sit in cache pays a few instructions per access for nothing, which is why the
+//! clamp limits are computed once before the loop (with them read at every access, the pass
+//! cost the sort 20-50% on that machine).
 //!
 //! The pass is C++ (`cpp/prefetch.cpp`, built by `build.rs`): it needs LLVM's scalar evolution,
 //! which the C API does not expose. It finds a memory by the metadata kind [`MEMORY_BASE_KIND`]
