@@ -8,8 +8,8 @@
 # Markdown tables for docs/BENCHMARKS.md. The output is also kept in
 # target/bench-tiers/results.md; per-run lines go to stderr.
 #
-# Nine repetitions by default: on the project's machine identical native code lands anywhere
-# between 0.80 and 1.16 of its neighbours, so fewer do not decide a 1.10x goal. Runs whose
+# Nine repetitions by default: on the project's machines identical native code has landed
+# anywhere between 0.79 and 1.37 of its neighbours, so fewer do not decide a 1.10x goal. Runs whose
 # thread (or, tiered, whose LLVM compile thread) was off the CPU for more than 5% of the call
 # are repeated (--max-off-cpu 5, as in docs/BENCHMARKS.md; a later --max-off-cpu wins).
 #

@@ -1,6 +1,8 @@
 /* Times the phases of the counting-sort kernel (benches/kernels/sort.c) built natively, to show
  * how its run time depends on the optimization level: built by sort-opt-levels.sh at -O0..-O3.
- * The arrays, constants and loops are those of sort.c; only the timers are added. Built with
+ * The arrays and loops are those of sort.c, and the constants were until session 16 (sort.c now
+ * runs 84 rounds, to take about 0.5 s natively; 12 keep this probe's figures comparable with
+ * docs/BENCHMARKS.md); only the timers are added. Built with
  * -DPREFETCH_AHEAD=N (by sort-prefetch.sh), the histogram and scatter loops also prefetch, N
  * keys ahead, what the LLVM tier's indirect-prefetch pass prefetches in the wasm kernel (the
  * look-ahead index clamped to the array; the pass also clamps into the wasm memory, which

@@ -164,7 +164,8 @@ impl OsrState {
 /// take, CG's second solve compiled its solve loop's region for nothing: its kernel's region
 /// was taken again first, and the phase-loop region was only taken by the last short loop.
 /// Sort's phase-loop region came no sooner, since the phases' own regions held the compile
-/// thread.)
+/// thread. That was with two solves; with the six CG has run since session 16, its solve loop's
+/// region becomes due at the end of the second solve and runs the last three.)
 const PHASE_ROUNDS: u32 = 2;
 
 // SAFETY: `Ready` holds a code pointer into immutable executable memory owned by the module.

@@ -5,8 +5,9 @@
 // such load or store in an innermost loop, where the address depends (through integer arithmetic
 // and further loads) on a load that walks linear memory with a constant stride, this pass
 // recomputes the address a fixed number of iterations ahead and prefetches it. The look-ahead
-// loads are clamped into the memory's current length, so they can neither fault nor read
-// outside the linear memory whatever the data; prefetches never fault. The loop's own code is
+// loads are clamped into the memory's length, read once before the loop (memories only grow),
+// so they can neither fault nor read outside the linear memory whatever the data; prefetches
+// never fault. The loop's own code is
 // untouched: the pass only adds instructions.
 //
 // It runs after the optimization pipeline and before code generation, on IR from Spate's own
@@ -34,6 +35,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <vector>
 
 using namespace llvm;
 
@@ -208,30 +211,36 @@ private:
 };
 
 /// The clamp limits of one loop's look-ahead accesses: for each linear memory and access size,
-/// the memory's length minus the size, computed once in the loop's preheader.
+/// the memory's length minus the size, computed once before the loop: at the end of its
+/// preheader, or where it has none, of the header's immediate dominator (outside the loop, and
+/// on every path into it).
 ///
 /// A length read before the loop is sound for every iteration: memories only grow, so a length
 /// read earlier is at most the current one, and an access clamped below it is inside the
 /// memory (a memory that grew in the loop only makes the clamp stricter than it needs to be,
-/// which costs a useless prefetch, never a fault). Read in the loop instead, the length has to
-/// be loaded again after each store to linear memory (which LLVM cannot tell from a store to
-/// the `VMMemory` record), several instructions per access in a loop of a few.
+/// which costs a useless prefetch, never a fault). Even a memory empty before the loop is safe:
+/// the limit is then 0, and a look-ahead load clamped to offset 0 copies a load the iteration
+/// has already done, so the memory holds at least a page by then. Read in the loop instead, the
+/// length has to be loaded again after each store to linear memory (which LLVM cannot tell from
+/// a store to the `VMMemory` record), several instructions per access in a loop of a few.
 class Limits {
 public:
-  /// `preheader` may be null (no preheader: the limits are computed at each access instead);
-  /// `DT` tells whether a memory's base load is available there.
-  Limits(Module &M, uint64_t lengthDelta, BasicBlock *preheader, DominatorTree &DT)
-      : M(M), lengthDelta(lengthDelta), preheader(preheader), DT(DT) {}
+  /// `before`: the block outside the loop at whose end the limits go. `DT` tells whether a
+  /// memory's base load is available there. The translator loads every base in the prologue,
+  /// and the slicer declines an address built on a base loaded in the loop (a pointer load), so
+  /// it always is; were it not, each clamp would read the length just before its access.
+  Limits(Module &M, uint64_t lengthDelta, BasicBlock *before, DominatorTree &DT)
+      : M(M), lengthDelta(lengthDelta), before(before), DT(DT) {}
 
   /// The highest offset in the memory that `base` loads the base of at which an access of
   /// `size` bytes is inside the memory, for code inserted at `B`.
   Value *last(IRBuilder<> &B, LoadInst *base, uint64_t size) {
-    bool hoist = preheader && DT.dominates(base, preheader->getTerminator());
+    bool hoist = before && DT.dominates(base, before->getTerminator());
     if (!hoist)
       return limit(B, length(B, base), size);
     Value *&cached = lasts[{base, size}];
     if (!cached) {
-      IRBuilder<> P(preheader->getTerminator());
+      IRBuilder<> P(before->getTerminator());
       Value *&len = lengths[base];
       if (!len)
         len = length(P, base);
@@ -243,7 +252,7 @@ public:
 private:
   Module &M;
   uint64_t lengthDelta;
-  BasicBlock *preheader;
+  BasicBlock *before;
   DominatorTree &DT;
   std::map<LoadInst *, Value *> lengths;
   std::map<std::pair<LoadInst *, uint64_t>, Value *> lasts;
@@ -404,10 +413,23 @@ unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, DominatorTree &DT, Module &M
   }
   if (candidates.empty())
     return 0;
-  Limits limits(M, lengthDelta, L.getLoopPreheader(), DT);
-  std::map<BasicBlock *, Emitter> emitters;
+  BasicBlock *before = L.getLoopPreheader();
+  if (!before)
+    if (DomTreeNode *idom = DT.getNode(L.getHeader())->getIDom())
+      before = idom->getBlock();
+  Limits limits(M, lengthDelta, before, DT);
+  // One emitter per block, in the order of the candidates (so the output does not depend on
+  // where blocks sit in memory).
+  std::vector<std::pair<BasicBlock *, std::unique_ptr<Emitter>>> emitters;
   for (const Candidate &c : candidates) {
-    Emitter &e = emitters.try_emplace(c.access->getParent(), M, limits).first->second;
+    BasicBlock *block = c.access->getParent();
+    auto found = std::find_if(emitters.begin(), emitters.end(),
+                              [&](const auto &entry) { return entry.first == block; });
+    if (found == emitters.end()) {
+      emitters.emplace_back(block, std::make_unique<Emitter>(M, limits));
+      found = std::prev(emitters.end());
+    }
+    Emitter &e = *found->second;
     e.setDistance(c.distance);
     for (const auto &[phi, step] : c.inductions)
       e.advance(phi, step);
@@ -415,7 +437,7 @@ unsigned prefetchLoop(Loop &L, ScalarEvolution &SE, DominatorTree &DT, Module &M
   }
   unsigned added = 0;
   for (auto &[block, e] : emitters)
-    added += e.finish();
+    added += e->finish();
   return added;
 }
 
