@@ -102,6 +102,79 @@ fn assert_compile_times(t: &spate::TierStats) {
     );
 }
 
+/// A function with a loop nest, and one without a loop.
+const NEST_AND_FLAT: &str = r#"(module
+  (func (export "nest") (param i32) (result i32) (local i32 i32)
+    (loop $outer
+      (local.set 2 (i32.const 0))
+      (loop $inner
+        (local.set 1 (i32.add (local.get 1) (local.get 2)))
+        (local.set 2 (i32.add (local.get 2) (i32.const 1)))
+        (br_if $inner (i32.lt_u (local.get 2) (i32.const 4))))
+      (local.set 0 (i32.sub (local.get 0) (i32.const 1)))
+      (br_if $outer (i32.gt_s (local.get 0) (i32.const 0))))
+    (local.get 1))
+  (func (export "flat") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1))))"#;
+
+#[test]
+fn the_stats_count_baseline_functions_per_register_allocator() {
+    use spate::BaselineRegalloc;
+    for (regalloc, single_pass, backtracking) in [
+        (BaselineRegalloc::default(), 1, 1),
+        (BaselineRegalloc::SinglePass, 2, 0),
+        (BaselineRegalloc::Backtracking, 0, 2),
+    ] {
+        let mut config = Config::new();
+        config
+            .tier(TierMode::Baseline)
+            .compile_strategy(CompileStrategy::Eager)
+            .baseline_regalloc(regalloc);
+        let engine = Engine::new(&config).unwrap();
+        let (_module, mut store, inst) = load(&engine, NEST_AND_FLAT);
+        let nest = inst.get_typed_func::<i32, i32>(&store, "nest").unwrap();
+        let flat = inst.get_typed_func::<i32, i32>(&store, "flat").unwrap();
+        assert_eq!(nest.call(&mut store, 3).unwrap(), 18, "{regalloc:?}");
+        assert_eq!(flat.call(&mut store, 1).unwrap(), 2, "{regalloc:?}");
+        let stats = engine.stats();
+        let b = &stats.baseline;
+        assert_eq!(
+            (
+                b.functions,
+                b.single_pass_functions,
+                b.backtracking_functions
+            ),
+            (2, single_pass, backtracking),
+            "{regalloc:?}"
+        );
+        let line = format!(
+            "baseline register allocators: single-pass {single_pass} functions, backtracking {backtracking}"
+        );
+        assert!(stats.to_string().contains(&line), "{regalloc:?}: {stats}");
+    }
+    // The LLVM tier reports no allocator, and the line is left out.
+    let mut config = Config::new();
+    config
+        .tier(TierMode::Optimized)
+        .compile_strategy(CompileStrategy::Eager);
+    let engine = Engine::new(&config).unwrap();
+    let (_module, mut store, inst) = load(&engine, NEST_AND_FLAT);
+    let nest = inst.get_typed_func::<i32, i32>(&store, "nest").unwrap();
+    assert_eq!(nest.call(&mut store, 3).unwrap(), 18);
+    let stats = engine.stats();
+    assert_eq!(stats.optimized.functions, 2);
+    assert_eq!(
+        (
+            stats.optimized.single_pass_functions,
+            stats.optimized.backtracking_functions
+        ),
+        (0, 0)
+    );
+    assert!(
+        !stats.to_string().contains("register allocators"),
+        "{stats}"
+    );
+}
+
 #[test]
 fn every_tier_mode_computes_the_same() {
     for mode in [TierMode::Baseline, TierMode::Optimized, TierMode::Tiered] {

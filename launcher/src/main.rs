@@ -181,8 +181,9 @@ struct EngineArgs {
     no_huge_pages: bool,
 
     /// Print the engine's figures at the end on stderr: per tier, functions compiled, code
-    /// bytes and compile time (wall and on-CPU); tier-up requests, tier-ups, OSR entries taken, and the time from
-    /// request to install. Example: `--stats`
+    /// bytes and compile time (wall and on-CPU); the baseline's functions per register
+    /// allocator; tier-up requests, tier-ups, OSR entries taken, and the time from request to
+    /// install. Example: `--stats`
     #[arg(long)]
     stats: bool,
 

@@ -171,10 +171,18 @@ fn every_tier_compiles_and_reports_its_figures() {
         compiles_one_function(&path, &args, "optimized");
     }
     rejects_value(&path, "--llvm-pipeline", "o1", "lean, o2, o3");
-    // Every baseline register allocator compiles it; an unknown one is a usage error.
-    for regalloc in ["single-pass", "loop-nests", "backtracking"] {
+    // Every baseline register allocator compiles it, and `--stats` says which one did (the
+    // function has no loop, so `loop-nests` gives it the single-pass allocator); an unknown
+    // one is a usage error.
+    for (regalloc, counts) in [
+        ("single-pass", "single-pass 1 functions, backtracking 0"),
+        ("loop-nests", "single-pass 1 functions, backtracking 0"),
+        ("backtracking", "single-pass 0 functions, backtracking 1"),
+    ] {
         let args = ["--tier", "baseline", "--baseline-regalloc", regalloc];
-        compiles_one_function(&path, &args, "baseline");
+        let out = compiles_one_function(&path, &args, "baseline");
+        let line = format!("baseline register allocators: {counts}");
+        assert!(stderr(&out).contains(&line), "{regalloc}: {}", stderr(&out));
     }
     rejects_value(
         &path,

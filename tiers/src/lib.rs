@@ -22,7 +22,7 @@ pub mod trap;
 pub mod vmctx;
 
 pub use module::ModuleInfo;
-pub use trap::{CompiledFunction, TrapCode, TrapSite};
+pub use trap::{CompiledFunction, RegisterAllocator, TrapCode, TrapSite};
 
 use wasmparser::{FuncType, FuncValidator, FunctionBody, ValidatorResources};
 

@@ -85,6 +85,20 @@ pub struct TrapSite {
     pub trap: TrapCode,
 }
 
+/// The register allocator that produced a piece of code, where the tier reports it (for
+/// statistics: the baseline tier chooses per function, see its `RegallocAlgorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegisterAllocator {
+    /// The tier does not say: the LLVM tier, whose allocator is not a setting, and code the
+    /// runtime builds itself.
+    #[default]
+    Unreported,
+    /// Cranelift's single-pass allocator (fast; keeps no value in a register across blocks).
+    SinglePass,
+    /// Cranelift's backtracking allocator (slower to run; keeps loop values in registers).
+    Backtracking,
+}
+
 /// Machine code for one function or trampoline, as a tier returns it.
 ///
 /// The code is position independent: it contains no absolute addresses and needs no
@@ -106,6 +120,8 @@ pub struct CompiledFunction {
     /// set [`TrapCode::MemoryOutOfBounds`]: their only faulting instructions are linear-memory
     /// accesses that hit the guard region. `None` means unlisted faults are not wasm traps.
     pub fault_trap: Option<TrapCode>,
+    /// The register allocator that produced the code, where the tier reports it.
+    pub register_allocator: RegisterAllocator,
 }
 
 impl CompiledFunction {
@@ -152,7 +168,7 @@ mod tests {
                 },
             ],
             srclocs: vec![(0, 100), (10, 105), (30, 110)],
-            fault_trap: None,
+            ..CompiledFunction::default()
         };
         assert_eq!(f.trap_at(4), Some(TrapCode::MemoryOutOfBounds));
         assert_eq!(f.trap_at(5), None);

@@ -142,7 +142,7 @@ impl LazyCode {
         let mut shared = self.lock();
         let state = match r {
             Ok(f) => {
-                engine.0.first_tier_stats().record(f.code.len(), time);
+                engine.0.first_tier_stats().record_function(&f, time);
                 match shared.module.as_ref().map(Weak::upgrade) {
                     // Before `finish`: held for the module's code memory.
                     None => {

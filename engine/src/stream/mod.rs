@@ -165,7 +165,7 @@ impl Compilation {
     ) {
         match r {
             Ok(f) => {
-                engine.0.first_tier_stats().record(f.code.len(), time);
+                engine.0.first_tier_stats().record_function(&f, time);
                 self.results[def_index as usize] = Some(f);
             }
             Err(e) => self.errors.push(e.into()),

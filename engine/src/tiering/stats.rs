@@ -1,7 +1,7 @@
 //! The tier-up statistics: the engine's atomic counters, which compile threads and libcalls
 //! update, and the [`Stats`] snapshot [`Engine::stats`](crate::Engine::stats) returns.
 
-use spate_tiers::CompileError;
+use spate_tiers::{CompileError, CompiledFunction, RegisterAllocator};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -78,6 +78,8 @@ pub(crate) struct StatsCounters {
 #[derive(Default)]
 pub(crate) struct TierCounters {
     pub functions: AtomicU64,
+    pub single_pass_functions: AtomicU64,
+    pub backtracking_functions: AtomicU64,
     pub osr_entries: AtomicU64,
     pub code_bytes: AtomicU64,
     pub compile_ns: AtomicU64,
@@ -89,6 +91,18 @@ impl TierCounters {
     pub(crate) fn record(&self, bytes: usize, time: CompileTime) {
         self.functions.fetch_add(1, Ordering::Relaxed);
         self.add(bytes, time);
+    }
+
+    /// Function `f` compiled in `time`: [`TierCounters::record`], and its register allocator
+    /// counted where the tier reports one.
+    pub(crate) fn record_function(&self, f: &CompiledFunction, time: CompileTime) {
+        self.record(f.code.len(), time);
+        let by = match f.register_allocator {
+            RegisterAllocator::Unreported => return,
+            RegisterAllocator::SinglePass => &self.single_pass_functions,
+            RegisterAllocator::Backtracking => &self.backtracking_functions,
+        };
+        by.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One OSR entry compiled into `bytes` of code in `time`.
@@ -108,6 +122,8 @@ impl TierCounters {
     fn snapshot(&self) -> TierStats {
         TierStats {
             functions: self.functions.load(Ordering::Relaxed),
+            single_pass_functions: self.single_pass_functions.load(Ordering::Relaxed),
+            backtracking_functions: self.backtracking_functions.load(Ordering::Relaxed),
             osr_entries: self.osr_entries.load(Ordering::Relaxed),
             code_bytes: self.code_bytes.load(Ordering::Relaxed),
             compile_time: Duration::from_nanos(self.compile_ns.load(Ordering::Relaxed)),
@@ -164,6 +180,12 @@ impl StatsCounters {
 pub struct TierStats {
     /// Functions compiled by the tier.
     pub functions: u64,
+    /// Of `functions`, those the tier reports compiling with Cranelift's single-pass register
+    /// allocator (the baseline tier; see `Config::baseline_regalloc`).
+    pub single_pass_functions: u64,
+    /// Of `functions`, those compiled with Cranelift's backtracking register allocator (the
+    /// baseline tier gives it to small functions with a loop nest by default).
+    pub backtracking_functions: u64,
     /// On-stack-replacement entries compiled by the tier.
     pub osr_entries: u64,
     /// Bytes of machine code produced (functions and OSR entries).
@@ -214,6 +236,8 @@ impl TierStats {
     /// Adds `other`'s figures to these.
     pub fn merge(&mut self, other: &TierStats) {
         self.functions += other.functions;
+        self.single_pass_functions += other.single_pass_functions;
+        self.backtracking_functions += other.backtracking_functions;
         self.osr_entries += other.osr_entries;
         self.code_bytes += other.code_bytes;
         self.compile_time += other.compile_time;
@@ -270,6 +294,14 @@ impl std::fmt::Display for Stats {
                 ms(t.compile_cpu_time)
             )?;
         }
+        let b = &self.baseline;
+        if b.single_pass_functions + b.backtracking_functions > 0 {
+            writeln!(
+                f,
+                "baseline register allocators: single-pass {} functions, backtracking {}",
+                b.single_pass_functions, b.backtracking_functions
+            )?;
+        }
         write!(
             f,
             "tier-up requests {}, tier-ups {}, OSR entries taken {} ({} at an outer loop), \
@@ -311,6 +343,8 @@ mod tests {
     fn stats_of_two_engines_merge() {
         let tier = |n: u64| TierStats {
             functions: n,
+            single_pass_functions: n / 2,
+            backtracking_functions: n - n / 2,
             osr_entries: n,
             code_bytes: 10 * n,
             compile_time: Duration::from_millis(n),

@@ -26,7 +26,8 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{CodegenError, Context};
 use cranelift_frontend::FunctionBuilderContext;
 use spate_tiers::{
-    CompileError, CompiledFunction, FunctionCompiler, ModuleInfo, Tier, TrapCode, TrapSite,
+    CompileError, CompiledFunction, FunctionCompiler, ModuleInfo, RegisterAllocator, Tier,
+    TrapCode, TrapSite,
 };
 use wasmparser::{FuncType, FuncValidator, FunctionBody, ValType, ValidatorResources};
 
@@ -330,11 +331,16 @@ impl CraneliftCompiler {
             .collect();
         let code = buffer.data().to_vec();
         self.ctx.clear();
+        let register_allocator = match isa.flags().regalloc_algorithm() {
+            settings::RegallocAlgorithm::SinglePass => RegisterAllocator::SinglePass,
+            settings::RegallocAlgorithm::Backtracking => RegisterAllocator::Backtracking,
+        };
         Ok(CompiledFunction {
             code,
             traps,
             srclocs,
             fault_trap: None,
+            register_allocator,
         })
     }
 }

@@ -306,6 +306,7 @@ impl LlvmCompiler {
             traps: Vec::new(),
             srclocs: Vec::new(),
             fault_trap: Some(TrapCode::MemoryOutOfBounds),
+            ..CompiledFunction::default()
         };
         Ok((function, entered))
     }
