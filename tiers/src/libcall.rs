@@ -95,10 +95,120 @@ impl Libcall {
         }
     }
 
+    /// Whether compiled code calls this libcall with Cranelift's `PreserveAll` convention: the
+    /// callee preserves every register but the one holding its result. Its table entry must
+    /// then be a [`preserve_all_trampoline!`](crate::preserve_all_trampoline) around the
+    /// `extern "C"` implementation.
+    ///
+    /// The tier-up libcalls sit in cold blocks inside loops. With the C convention every
+    /// vector register is caller-saved, so a vector value live across the loop had to be
+    /// spilled around the call, and the register allocator put that spill and its reload on
+    /// the loop's hot path: each iteration then waited for the previous one's store to be
+    /// forwarded to its load (the baseline's matmul and CG ran at 3.2-3.4x native on an AMD
+    /// EPYC; docs/BENCHMARKS.md, "Session 16").
+    pub fn preserves_registers(self) -> bool {
+        matches!(self, Libcall::TierUp | Libcall::LoopTierUp)
+    }
+
     /// Byte offset of this libcall's entry in the table.
     pub fn table_offset(self) -> i32 {
         self as i32 * std::mem::size_of::<usize>() as i32
     }
+}
+
+/// Defines `$name`, an entry point that calls the `extern "C"` function `$target` and preserves
+/// every general-purpose register and the 128-bit vector registers `xmm0`-`xmm15`, as
+/// Cranelift's `PreserveAll` convention expects of a callee (see
+/// [`Libcall::preserves_registers`]). Arguments pass through in the C convention's registers
+/// untouched. `PreserveAll` calls return no values, so with `result` the trampoline stores
+/// `$target`'s pointer-sized result at the address passed in `r8`, the fifth integer argument
+/// (`$target` takes at most four); with `no_result` it stores nothing. The frame is a normal
+/// `rbp` frame, so stack walks see through it.
+///
+/// Use: `preserve_all_trampoline!(result, my_tramp, my_impl);` or with `no_result`; then
+/// `my_tramp as *const () as usize` is the table entry.
+#[cfg(target_arch = "x86_64")]
+#[macro_export]
+macro_rules! preserve_all_trampoline {
+    (result, $name:ident, $target:path) => {
+        // r8 was saved 48 bytes below the frame pointer (the sixth push); r11 is restored next.
+        $crate::preserve_all_trampoline!(@emit $name, $target, "mov r11, [rbp - 48]", "mov [r11], rax");
+    };
+    (no_result, $name:ident, $target:path) => {
+        $crate::preserve_all_trampoline!(@emit $name, $target, "", "");
+    };
+    (@emit $name:ident, $target:path, $load_out:literal, $store:literal) => {
+        ::core::arch::global_asm!(
+            ".p2align 4",
+            concat!(".globl ", stringify!($name)),
+            concat!(stringify!($name), ":"),
+            "push rbp",
+            "mov rbp, rsp",
+            "push rax",
+            "push rcx",
+            "push rdx",
+            "push rsi",
+            "push rdi",
+            "push r8",
+            "push r9",
+            "push r10",
+            "push r11",
+            // 9 pushes after rbp leave rsp 8 bytes off 16-byte alignment: 256 bytes of vector
+            // registers and 8 of padding realign it for the call.
+            "sub rsp, 264",
+            "movdqu [rsp + 0], xmm0",
+            "movdqu [rsp + 16], xmm1",
+            "movdqu [rsp + 32], xmm2",
+            "movdqu [rsp + 48], xmm3",
+            "movdqu [rsp + 64], xmm4",
+            "movdqu [rsp + 80], xmm5",
+            "movdqu [rsp + 96], xmm6",
+            "movdqu [rsp + 112], xmm7",
+            "movdqu [rsp + 128], xmm8",
+            "movdqu [rsp + 144], xmm9",
+            "movdqu [rsp + 160], xmm10",
+            "movdqu [rsp + 176], xmm11",
+            "movdqu [rsp + 192], xmm12",
+            "movdqu [rsp + 208], xmm13",
+            "movdqu [rsp + 224], xmm14",
+            "movdqu [rsp + 240], xmm15",
+            "call {target}",
+            $load_out,
+            $store,
+            "movdqu xmm0, [rsp + 0]",
+            "movdqu xmm1, [rsp + 16]",
+            "movdqu xmm2, [rsp + 32]",
+            "movdqu xmm3, [rsp + 48]",
+            "movdqu xmm4, [rsp + 64]",
+            "movdqu xmm5, [rsp + 80]",
+            "movdqu xmm6, [rsp + 96]",
+            "movdqu xmm7, [rsp + 112]",
+            "movdqu xmm8, [rsp + 128]",
+            "movdqu xmm9, [rsp + 144]",
+            "movdqu xmm10, [rsp + 160]",
+            "movdqu xmm11, [rsp + 176]",
+            "movdqu xmm12, [rsp + 192]",
+            "movdqu xmm13, [rsp + 208]",
+            "movdqu xmm14, [rsp + 224]",
+            "movdqu xmm15, [rsp + 240]",
+            "add rsp, 264",
+            "pop r11",
+            "pop r10",
+            "pop r9",
+            "pop r8",
+            "pop rdi",
+            "pop rsi",
+            "pop rdx",
+            "pop rcx",
+            "pop rax",
+            "pop rbp",
+            "ret",
+            target = sym $target,
+        );
+        unsafe extern "C" {
+            fn $name();
+        }
+    };
 }
 
 #[cfg(test)]

@@ -27,9 +27,10 @@ pub(crate) fn table() -> Box<[usize]> {
     t[Libcall::TableCopy as usize] = table_copy as *const () as usize;
     t[Libcall::TableInit as usize] = table_init as *const () as usize;
     t[Libcall::ElemDrop as usize] = elem_drop as *const () as usize;
-    t[Libcall::TierUp as usize] = tier_up as *const () as usize;
+    // Called with every register preserved (see `Libcall::preserves_registers`).
+    t[Libcall::TierUp as usize] = spate_tier_up_preserving as *const () as usize;
     t[Libcall::RaiseTrap as usize] = raise_trap as *const () as usize;
-    t[Libcall::LoopTierUp as usize] = loop_tier_up as *const () as usize;
+    t[Libcall::LoopTierUp as usize] = spate_loop_tier_up_preserving as *const () as usize;
     debug_assert!(
         t.iter().all(|&p| p != 0),
         "every libcall has an implementation"
@@ -323,6 +324,9 @@ fn reset_budget(engine: &crate::Engine, module: &crate::module::ModuleInner, def
         .tier_up_requests
         .fetch_add(1, Ordering::Relaxed);
 }
+
+spate_tiers::preserve_all_trampoline!(no_result, spate_tier_up_preserving, tier_up);
+spate_tiers::preserve_all_trampoline!(result, spate_loop_tier_up_preserving, loop_tier_up);
 
 unsafe extern "C" fn tier_up(vmctx: *mut VMContext, def_index: u32) {
     // SAFETY: called by compiled code with its own context.

@@ -3,6 +3,7 @@
 mod harness;
 
 use harness::{Instance, call_f32, call_f64, call_i32, call_i64, compile, wat};
+use spate_tier_cranelift::{CraneliftOptions, CraneliftTier, RegallocAlgorithm};
 use spate_tiers::abi::ValRaw;
 use spate_tiers::{CompileErrorKind, TrapCode};
 
@@ -432,6 +433,69 @@ fn host_imports() {
     );
     assert_eq!(logged.get(), 5);
     assert_eq!(call_i64(&mut i, "split_sum", &[(50 << 32) | 8]) as i32, 42);
+}
+
+#[test]
+fn values_live_across_the_tier_up_libcalls_survive_them() {
+    // Float, vector and integer values live across loops whose headers call the tier-up
+    // libcalls at every iteration (budget 0), which the harness makes clobber every register
+    // the C convention lets a callee clobber: the calls preserve all registers (Cranelift's
+    // `PreserveAll`, through a trampoline), so compiled code may keep values in them.
+    let src = r#"(module
+      (func (export "f") (param $n i32) (result i32)
+        (local $x f64) (local $v v128) (local $i i32) (local $acc i32) (local $k i32)
+        (local.set $x (f64.const 1.5))
+        (local.set $v (v128.const f64x2 2.0 3.0))
+        (loop $l
+          (local.set $x (f64.add (local.get $x) (f64.const 0.25)))
+          (local.set $v (f64x2.add (local.get $v) (v128.const f64x2 1.0 1.0)))
+          (local.set $acc (i32.add (local.get $acc) (local.get $i)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        ;; A loop entered with a value on the operand stack calls `TierUp`, not `LoopTierUp`.
+        i32.const 0
+        (loop $m (param i32) (result i32)
+          i32.const 1
+          i32.add
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $m (i32.lt_u (local.get $k) (i32.const 5))))
+        local.get $acc
+        i32.add
+        local.set $acc
+        (i32.trunc_f64_u
+          (f64.add (f64.add (local.get $x) (f64x2.extract_lane 0 (local.get $v)))
+                   (f64.add (f64x2.extract_lane 1 (local.get $v))
+                            (f64.convert_i32_u (local.get $acc)))))))"#;
+    // Both allocators: the backtracking one keeps loop values in registers across blocks (the
+    // single-pass one keeps them in the frame, so only the first case can catch a clobber).
+    for regalloc in [
+        RegallocAlgorithm::Backtracking,
+        RegallocAlgorithm::SinglePass,
+    ] {
+        let mut compiler = CraneliftTier::new(CraneliftOptions {
+            verify: true,
+            regalloc,
+            ..CraneliftOptions::default()
+        })
+        .expect("host supported")
+        .compiler();
+        let module = harness::compile_with(&mut compiler, &wat(src)).unwrap();
+        let mut i = Instance::with_budget(module, Vec::new(), 0);
+        i.state.budget_reset = 0;
+        // x = 1.5 + 10 * 0.25 = 4, v = (12, 13), acc = 0 + ... + 9 = 45, plus the second loop's
+        // value, 1 per pass of its body (five).
+        assert_eq!(
+            call_i32(&mut i, "f", &[10]),
+            4 + 12 + 13 + 45 + 5,
+            "{regalloc:?}"
+        );
+        assert!(
+            i.state.loop_tier_ups.len() >= 10,
+            "{:?}",
+            i.state.loop_tier_ups
+        );
+        assert!(i.state.tier_ups.len() > i.state.loop_tier_ups.len());
+    }
 }
 
 #[test]

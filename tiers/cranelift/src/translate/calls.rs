@@ -8,6 +8,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     self, AbiParam, InstBuilder, SigRef, StackSlotData, StackSlotKind, Value, types,
 };
+use cranelift_codegen::isa::CallConv;
 use spate_tiers::abi::RET_AREA_SLOT;
 use spate_tiers::libcall::{Libcall, LibcallArg};
 use spate_tiers::vmctx::{
@@ -43,8 +44,29 @@ impl FuncTranslator<'_> {
         self.call_args.clear();
         self.call_args.push(self.vmctx);
         self.call_args.extend_from_slice(args);
+        // A libcall that preserves registers returns no value in a register (Cranelift's
+        // `PreserveAll` has no return values): its trampoline stores the result in a stack slot
+        // whose address is the last argument.
+        let out = match libcall.signature().1 {
+            Some(ty) if libcall.preserves_registers() => {
+                let slot = *self.libcall_out.get_or_insert_with(|| {
+                    self.builder.create_sized_stack_slot(ir::StackSlotData::new(
+                        ir::StackSlotKind::ExplicitSlot,
+                        8,
+                        3,
+                    ))
+                });
+                let addr = self.builder.ins().stack_addr(I64, slot, 0);
+                self.call_args.push(addr);
+                Some((slot, libcall_type(ty)))
+            }
+            _ => None,
+        };
         let call = self.builder.ins().call_indirect(sig, func, &self.call_args);
-        self.builder.inst_results(call).first().copied()
+        match out {
+            Some((slot, ty)) => Some(self.builder.ins().stack_load(I64, ty, slot, 0)),
+            None => self.builder.inst_results(call).first().copied(),
+        }
     }
 
     fn libcall_sig(&mut self, libcall: Libcall) -> SigRef {
@@ -52,12 +74,24 @@ impl FuncTranslator<'_> {
             return sig;
         }
         let (params, result) = libcall.signature();
-        let mut sig = ir::Signature::new(self.call_conv);
+        let conv = if libcall.preserves_registers() {
+            CallConv::PreserveAll
+        } else {
+            self.call_conv
+        };
+        let mut sig = ir::Signature::new(conv);
         sig.params.push(AbiParam::new(I64));
         sig.params
             .extend(params.iter().map(|&a| AbiParam::new(libcall_type(a))));
-        sig.returns
-            .extend(result.map(|a| AbiParam::new(libcall_type(a))));
+        if libcall.preserves_registers() {
+            // The result, if any, comes back through memory (see `libcall`).
+            if result.is_some() {
+                sig.params.push(AbiParam::new(I64));
+            }
+        } else {
+            sig.returns
+                .extend(result.map(|a| AbiParam::new(libcall_type(a))));
+        }
         let sig = self.builder.import_signature(sig);
         self.libcall_signatures[libcall as usize] = Some(sig);
         sig

@@ -121,6 +121,9 @@ pub(crate) struct FuncTranslator<'a> {
     osr: bool,
     /// The stack slot the locals are spilled to for an OSR transfer, shared by all its loops.
     osr_slot: Option<StackSlot>,
+    /// The stack slot a register-preserving libcall stores its result in (see
+    /// `calls::FuncTranslator::libcall`).
+    libcall_out: Option<StackSlot>,
     /// For each local, the value of `loop_count` when it was last written (0: never), so that
     /// at a loop's end the locals written inside it are those written at or after its index
     /// plus one (see `control::OsrExit`).
@@ -190,6 +193,7 @@ pub(crate) fn translate_function(
         osr_sig: None,
         osr: state.osr,
         osr_slot: None,
+        libcall_out: None,
         last_write: Vec::new(),
         has_osr_loop: false,
         loop_nest: false,

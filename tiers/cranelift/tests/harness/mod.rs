@@ -735,7 +735,37 @@ unsafe extern "C" fn lc_elem_drop(vmctx: *mut u8, seg: u32) {
     unsafe { state(vmctx) }.passive_elems[seg as usize].clear();
 }
 
+spate_tiers::preserve_all_trampoline!(no_result, harness_tier_up_preserving, lc_tier_up);
+spate_tiers::preserve_all_trampoline!(result, harness_loop_tier_up_preserving, lc_loop_tier_up);
+
+/// Overwrites every register the C convention lets a callee clobber, so that a test sees any
+/// value compiled code wrongly keeps there across a register-preserving libcall (the tier-up
+/// libcalls' trampolines must restore them all).
+fn clobber_caller_saved() {
+    // SAFETY: writes only registers declared as clobbered outputs, touches no memory.
+    unsafe {
+        std::arch::asm!(
+            "mov rax, -1", "mov rcx, -1", "mov rdx, -1", "mov rsi, -1", "mov rdi, -1",
+            "mov r8, -1", "mov r9, -1", "mov r10, -1", "mov r11, -1",
+            "pcmpeqd xmm0, xmm0", "pcmpeqd xmm1, xmm1", "pcmpeqd xmm2, xmm2",
+            "pcmpeqd xmm3, xmm3", "pcmpeqd xmm4, xmm4", "pcmpeqd xmm5, xmm5",
+            "pcmpeqd xmm6, xmm6", "pcmpeqd xmm7, xmm7", "pcmpeqd xmm8, xmm8",
+            "pcmpeqd xmm9, xmm9", "pcmpeqd xmm10, xmm10", "pcmpeqd xmm11, xmm11",
+            "pcmpeqd xmm12, xmm12", "pcmpeqd xmm13, xmm13", "pcmpeqd xmm14, xmm14",
+            "pcmpeqd xmm15, xmm15",
+            out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _, out("rdi") _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+            out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+            out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+            out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+            options(nomem, nostack),
+        );
+    }
+}
+
 unsafe extern "C" fn lc_tier_up(vmctx: *mut u8, func: u32) {
+    clobber_caller_saved();
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     s.tier_ups.push(func);
@@ -752,6 +782,7 @@ unsafe extern "C" fn lc_loop_tier_up(
     loop_index: u32,
     outer_loop: u32,
 ) -> *const u8 {
+    clobber_caller_saved();
     // SAFETY: called by compiled code with its VMContext.
     let s = unsafe { state(vmctx) };
     s.tier_ups.push(func);
@@ -781,9 +812,10 @@ fn libcall_table() -> [usize; Libcall::COUNT] {
     t[Libcall::TableCopy as usize] = lc_table_copy as *const () as usize;
     t[Libcall::TableInit as usize] = lc_table_init as *const () as usize;
     t[Libcall::ElemDrop as usize] = lc_elem_drop as *const () as usize;
-    t[Libcall::TierUp as usize] = lc_tier_up as *const () as usize;
+    // Called with every register preserved (see `Libcall::preserves_registers`).
+    t[Libcall::TierUp as usize] = harness_tier_up_preserving as *const () as usize;
     t[Libcall::RaiseTrap as usize] = lc_raise_trap as *const () as usize;
-    t[Libcall::LoopTierUp as usize] = lc_loop_tier_up as *const () as usize;
+    t[Libcall::LoopTierUp as usize] = harness_loop_tier_up_preserving as *const () as usize;
     t
 }
 
