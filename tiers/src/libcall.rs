@@ -2,7 +2,9 @@
 //! ([`VMContext::libcalls`](crate::vmctx::VMContext::libcalls)).
 //!
 //! Compiled code never embeds a host address: it loads entry `Libcall as usize` of the table and
-//! calls it with the C convention. Every libcall takes the calling instance's `VMContext` first.
+//! calls it with the C convention, except the tier-up libcalls, which it calls with every register
+//! preserved through a trampoline ([`Libcall::preserves_registers`]). Every libcall takes the
+//! calling instance's `VMContext` first.
 //! Libcalls that can trap do not return when they do: the runtime unwinds to the host entry.
 //!
 //! Integer arguments documented as `u32` are wasm `i32` values passed as 32-bit integers;
@@ -96,7 +98,8 @@ impl Libcall {
     }
 
     /// Whether compiled code calls this libcall with Cranelift's `PreserveAll` convention: the
-    /// callee preserves every register but the one holding its result. Its table entry must
+    /// callee preserves every register, and a result comes back through memory (the caller
+    /// passes the address of an 8-byte slot after the other arguments). Its table entry must
     /// then be a [`preserve_all_trampoline!`](crate::preserve_all_trampoline) around the
     /// `extern "C"` implementation.
     ///
@@ -122,12 +125,15 @@ impl Libcall {
 /// [`Libcall::preserves_registers`]). Arguments pass through in the C convention's registers
 /// untouched. `PreserveAll` calls return no values, so with `result` the trampoline stores
 /// `$target`'s pointer-sized result at the address passed in `r8`, the fifth integer argument
-/// (`$target` takes at most four); with `no_result` it stores nothing. The frame is a normal
-/// `rbp` frame, so stack walks see through it.
+/// (`$target` takes exactly four: the `VMContext` and three more, which a test checks for every
+/// such libcall); with `no_result` it stores nothing. The frame is a normal `rbp` frame, so
+/// frame-pointer walks see through it (it has no DWARF unwind information).
+///
+/// x86-64 Linux only (the System V convention, ELF symbol directives), as is the engine.
 ///
 /// Use: `preserve_all_trampoline!(result, my_tramp, my_impl);` or with `no_result`; then
 /// `my_tramp as *const () as usize` is the table entry.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[macro_export]
 macro_rules! preserve_all_trampoline {
     (result, $name:ident, $target:path) => {
@@ -139,8 +145,11 @@ macro_rules! preserve_all_trampoline {
     };
     (@emit $name:ident, $target:path, $load_out:literal, $store:literal) => {
         ::core::arch::global_asm!(
+            concat!(".pushsection .text.", stringify!($name), ",\"ax\",@progbits"),
             ".p2align 4",
             concat!(".globl ", stringify!($name)),
+            concat!(".hidden ", stringify!($name)),
+            concat!(".type ", stringify!($name), ",@function"),
             concat!(stringify!($name), ":"),
             "push rbp",
             "mov rbp, rsp",
@@ -203,6 +212,8 @@ macro_rules! preserve_all_trampoline {
             "pop rax",
             "pop rbp",
             "ret",
+            concat!(".size ", stringify!($name), ", . - ", stringify!($name)),
+            ".popsection",
             target = sym $target,
         );
         unsafe extern "C" {
@@ -214,6 +225,28 @@ macro_rules! preserve_all_trampoline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_preserving_libcalls_take_their_result_slot_in_r8() {
+        // The trampoline stores a result through the fifth integer argument: the `VMContext`,
+        // the libcall's own integer arguments, then the slot's address.
+        use Libcall::*;
+        let all = [
+            MemoryGrow, MemoryFill, MemoryCopy, MemoryInit, DataDrop, TableGet, TableSet,
+            TableGrow, TableFill, TableCopy, TableInit, ElemDrop, TierUp, RaiseTrap, LoopTierUp,
+        ];
+        assert_eq!(all.len(), Libcall::COUNT);
+        let mut with_result = 0;
+        for l in all {
+            let (params, result) = l.signature();
+            if l.preserves_registers() && result.is_some() {
+                assert_eq!(params.len(), 3, "{l:?}");
+                assert!(params.iter().all(|&p| p == LibcallArg::I32), "{l:?}");
+                with_result += 1;
+            }
+        }
+        assert_eq!(with_result, 1, "LoopTierUp");
+    }
 
     #[test]
     fn count_covers_every_libcall() {

@@ -56,6 +56,10 @@ impl FuncTranslator<'_> {
                         3,
                     ))
                 });
+                // Zeroed first: a table entry that is not a `result` trampoline then yields
+                // null (no OSR entry), never stale stack contents.
+                let zero = self.builder.ins().iconst(I64, 0);
+                self.builder.ins().stack_store(I64, zero, slot, 0);
                 let addr = self.builder.ins().stack_addr(I64, slot, 0);
                 self.call_args.push(addr);
                 Some((slot, libcall_type(ty)))
